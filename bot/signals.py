@@ -1,0 +1,263 @@
+"""Lexicon signals read from a message besides KB matching: explicit requests for a human,
+negative sentiment, and category keywords used when no KB entry matches well."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+# Phrases asking for a person. Matched on simplified, lower-cased text with spaces removed.
+EXPLICIT_HUMAN_PHRASES: tuple[str, ...] = (
+    "转人工",
+    "人工客服",
+    "人工服务",
+    "找人工",
+    "要人工",
+    "接人工",
+    "换人工",
+    "呼叫人工",
+    "人工坐席",
+    "人工座席",
+    "人工",
+    "找真人",
+    "真人",
+    "活人",
+    "找客服",
+    "客服经理",
+    "投资顾问",
+    "找投顾",
+    "客户经理",
+    "不要机器人",
+    "别用机器人",
+    "机器人听不懂",
+    "humanagent",
+    "realperson",
+    "talktohuman",
+)
+# "人工" alone also appears in "人工智能"; those phrases cancel the match.
+_NOT_EXPLICIT: tuple[str, ...] = ("人工智能", "人工费")
+
+# Requests to act on or look into the investor's own account: the bot has no account access,
+# so these go to a person even when a KB entry looks similar ("帮我查一下我的佣金").
+PERSONAL_REQUEST_PHRASES: tuple[str, ...] = (
+    "帮我查",
+    "给我查",
+    "帮忙查",
+    "查一下我的",
+    "查下我的",
+    "看下我的",
+    "看一下我的",
+    "帮我下单",
+    "帮我下一单",
+    "帮我买",
+    "帮我卖",
+    "帮我把",
+    "帮我改",
+    "帮我转",
+    "帮我操作",
+    "帮我办",
+    "替我",
+    "代我",
+)
+
+# Weighted negative lexicon: a message at or above `BotConfig.sentiment_threshold` hands over.
+# A bare "投诉" scores below the threshold so "投诉电话是多少" still gets the KB answer.
+NEGATIVE_LEXICON: Mapping[str, float] = {
+    "投诉": 1.0,
+    "我要投诉": 2.0,
+    "要投诉你们": 3.0,
+    "举报": 2.0,
+    "太差": 2.0,
+    "差劲": 2.0,
+    "垃圾": 2.0,
+    "骗子": 3.0,
+    "骗钱": 3.0,
+    "诈骗": 2.0,
+    "坑人": 2.0,
+    "坑爹": 2.0,
+    "气死": 2.0,
+    "生气": 1.5,
+    "愤怒": 2.0,
+    "恶心": 2.0,
+    "什么破": 2.0,
+    "破系统": 2.0,
+    "破app": 2.0,
+    "烂透": 2.0,
+    "无语": 1.0,
+    "失望": 1.5,
+    "受够": 2.0,
+    "不想用了": 1.5,
+    "退钱": 2.0,
+    "赔钱": 1.5,
+    "赔偿": 1.5,
+    "亏死": 1.5,
+    "滚": 2.0,
+    "妈的": 3.0,
+    "tmd": 3.0,
+    "他妈": 3.0,
+    "靠谱吗你们": 1.5,
+    "证监会": 1.5,
+    "12386": 1.5,
+    "曝光": 2.0,
+    "媒体": 1.0,
+    "律师": 1.5,
+    "起诉": 2.0,
+    "黑心": 2.5,
+    "欺骗": 2.5,
+    "忽悠": 2.0,
+    "误导": 1.5,
+    "乱扣": 2.0,
+    "乱收费": 2.0,
+    "!!!": 1.0,
+    "！！！": 1.0,
+    "？？？": 0.5,
+    "???": 0.5,
+}
+
+# Keywords per category: the intent when no KB entry is a confident match.
+CATEGORY_KEYWORDS: Mapping[str, tuple[str, ...]] = {
+    "account": (
+        "开户",
+        "销户",
+        "账户",
+        "账号",
+        "证券账户",
+        "股东账户",
+        "身份证",
+        "见证",
+        "手机号",
+        "地址",
+        "信息变更",
+        "休眠",
+        "开通",
+    ),
+    "trading": (
+        "交易",
+        "委托",
+        "撤单",
+        "买入",
+        "卖出",
+        "涨停",
+        "跌停",
+        "t+1",
+        "竞价",
+        "开盘",
+        "收盘",
+        "停牌",
+        "几点",
+        "挂单",
+        "成交",
+        "科创板",
+        "创业板",
+        "北交所",
+        "etf",
+        "可转债",
+        "港股通",
+    ),
+    "fees": ("佣金", "手续费", "费用", "印花税", "过户费", "收费", "费率", "万"),
+    "margin": ("两融", "融资", "融券", "信用账户", "维持担保", "平仓", "担保比例", "杠杆"),
+    "wealth": (
+        "基金",
+        "理财",
+        "产品",
+        "收益",
+        "净值",
+        "申购",
+        "赎回",
+        "定投",
+        "货币基金",
+        "债券",
+        "资管",
+        "国债逆回购",
+        "逆回购",
+    ),
+    "risk_assessment": (
+        "风险测评",
+        "测评",
+        "风险等级",
+        "适当性",
+        "风险承受",
+        "问卷",
+        "保守型",
+        "激进型",
+        "c1",
+        "c2",
+        "c3",
+        "c4",
+        "c5",
+    ),
+    "password_app": (
+        "密码",
+        "交易密码",
+        "资金密码",
+        "登录密码",
+        "app",
+        "登录",
+        "登陆",
+        "闪退",
+        "验证码",
+        "升级",
+        "下载",
+        "卡顿",
+        "打不开",
+        "指纹",
+        "人脸",
+        "手机",
+    ),
+    "transfer": (
+        "转账",
+        "银证",
+        "转入",
+        "转出",
+        "取钱",
+        "取出",
+        "提现",
+        "存管",
+        "银行卡",
+        "资金",
+        "入金",
+        "出金",
+    ),
+    "ipo": ("新股", "打新", "中签", "申购额度", "市值", "配号", "缴款", "新债", "弃购"),
+    "complaints": ("投诉", "举报", "意见", "建议", "不满", "差评", "纠纷", "赔偿"),
+}
+
+
+def _compact(text: str) -> str:
+    return "".join(text.split())
+
+
+def asks_for_human(simplified: str) -> bool:
+    """True if the text explicitly asks for a person (on NFKC/t2s/lower-cased text)."""
+    text = _compact(simplified)
+    for blocker in _NOT_EXPLICIT:
+        text = text.replace(blocker, "")
+    return any(p in text for p in EXPLICIT_HUMAN_PHRASES)
+
+
+def asks_about_own_account(simplified: str) -> bool:
+    """True if the text asks the bot to look up or act on the investor's own account."""
+    text = _compact(simplified)
+    return any(p in text for p in PERSONAL_REQUEST_PHRASES)
+
+
+def negative_score(simplified: str) -> float:
+    """Sum of lexicon weights found; the longest matching phrase wins where they overlap."""
+    text = _compact(simplified)
+    score = 0.0
+    for phrase in sorted(NEGATIVE_LEXICON, key=len, reverse=True):
+        if phrase in text:
+            score += NEGATIVE_LEXICON[phrase]
+            text = text.replace(phrase, "\u0000")
+    return score
+
+
+def keyword_category(normalized: str) -> str | None:
+    """Category with the most keyword hits (longer keywords weigh more); None if no hit."""
+    text = _compact(normalized)
+    best: str | None = None
+    best_score = 0.0
+    for category, words in CATEGORY_KEYWORDS.items():
+        score = sum(len(w) for w in words if w in text)
+        if score > best_score:
+            best, best_score = category, score
+    return best

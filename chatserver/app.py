@@ -1,0 +1,225 @@
+"""The aiohttp application factory: one place that opens, wires and closes every resource.
+
+create_app(settings) builds the store, bus, engines, hub, routing and channel gateway in a
+cleanup_ctx, so they open with the app and close (flushing storage) when it stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aiohttp import web
+from sqlalchemy.exc import IntegrityError
+
+from chatserver import bus as topics
+from chatserver.auth import TokenSigner
+from chatserver.bus import Bus, LocalBus
+from chatserver.channels import ChannelGateway
+from chatserver.cluster import ClusterAssignment, NodeGauges, bus_state
+from chatserver.engines import Engines
+from chatserver.guard import Guard
+from chatserver.http_api import add_routes
+from chatserver.hub import Hub
+from chatserver.metrics import HubMetrics
+from chatserver.protocol import CloseCode, decode_json
+from chatserver.redis_bus import RedisBus
+from chatserver.settings import Settings
+from chatserver.storage.sql import SQLStore, open_store
+from chatserver.ws import ClientConnection, websocket_handler
+
+log = logging.getLogger("chatserver.app")
+WEB_ROOT = Path(__file__).resolve().parent.parent / "web_client"
+
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+       "connect-src 'self' ws: wss:; media-src 'self' data:; frame-ancestors 'self'; base-uri 'none'; form-action 'self'")
+
+
+@dataclass(slots=True)
+class Services:
+    settings: Settings
+    store: SQLStore
+    bus: Bus
+    engines: Engines
+    hub: Hub
+    signer: TokenSigner
+    guard: Guard
+    channels: ChannelGateway
+    metrics: HubMetrics
+    connections: set[ClientConnection] = field(default_factory=set)
+    demo_logins: list[tuple[str, str, str]] = field(default_factory=list)
+    node_gauges: NodeGauges | None = None
+    ready: bool = False
+
+
+SERVICES = web.AppKey("services", Services)
+
+
+def make_bus(settings: Settings) -> Bus:
+    if settings.redis_url:
+        from chatserver.redis_bus import RedisBus
+
+        return RedisBus(settings.redis_url, prefix=settings.redis_prefix, node_id=settings.node_id or None)
+    return LocalBus()
+
+
+async def open_services(settings: Settings) -> Services:
+    """Open every resource in dependency order (used by the app and by CLI commands)."""
+    store = open_store(settings.effective_database_url, batch_max=settings.commit_batch_max)
+    await store.start()
+    bus = make_bus(settings)
+    await bus.start()
+    engines = Engines(store)
+    try:
+        await engines.load()
+    except IntegrityError:
+        # Another node stored the same shipped KB or rule version at the same moment.
+        await engines.load()
+    metrics = HubMetrics()
+    hub = Hub(settings, store, bus, engines)
+    hub.metrics_hook = metrics.record
+    services = Services(settings=settings, store=store, bus=bus, engines=engines, hub=hub,
+                        signer=TokenSigner(settings.effective_secret, settings.token_ttl_s),
+                        guard=Guard(settings), channels=ChannelGateway(hub), metrics=metrics)
+    services.node_gauges = NodeGauges(metrics.registry)
+    if isinstance(bus, RedisBus):
+        # Several nodes share routing: one leader runs the Router, the others forward to it.
+        hub.assignment = ClusterAssignment(hub, bus)  # type: ignore[assignment]
+    from bot import load_quick_replies
+
+    await store.seed_quick_replies([{"id": q.id, "title": q.title, "text": q.text, "team": q.team, "owner_id": None}
+                                    for q in load_quick_replies()], time.time())
+    if settings.demo:
+        from chatserver.accounts import seed_demo
+
+        try:
+            services.demo_logins = await seed_demo(store, time.time())
+        except IntegrityError:
+            # Another node seeded the same demo rows at the same moment; the second pass sees them.
+            services.demo_logins = await seed_demo(store, time.time())
+    await hub.assignment.start()
+    await services.channels.start()
+    await bus.subscribe(topics.CONTROL, lambda payload: _on_control(services, payload))
+    services.ready = True
+    return services
+
+
+async def close_services(services: Services) -> None:
+    services.ready = False
+    await services.channels.stop()
+    await services.hub.assignment.stop()
+    await services.bus.close()
+    await services.store.close()  # drains the writer: everything accepted is committed
+
+
+def _on_control(services: Services, payload: str) -> None:
+    event = decode_json(payload)
+    if isinstance(event, dict) and event.get("type") == "reload":
+        asyncio.get_running_loop().create_task(services.engines.refresh())
+
+
+def create_app(settings: Settings, *, announce: bool = False) -> web.Application:
+    settings.validate()
+    app = web.Application(client_max_size=4 * 1024 * 1024, middlewares=[security_headers])
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        services = await open_services(settings)
+        app[SERVICES] = services
+        if announce:
+            _announce(services)
+        yield
+        await close_services(services)
+
+    app.cleanup_ctx.append(lifecycle)
+    app.on_shutdown.append(_close_sockets)
+    app.router.add_get("/ws", websocket_handler)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    add_routes(app)
+    for page, filename in (("/", "index.html"), ("/console", "console.html"), ("/supervisor", "supervisor.html")):
+        app.router.add_get(page, _page(filename))
+    if WEB_ROOT.is_dir():
+        app.router.add_static("/static/", WEB_ROOT, show_index=False)
+    return app
+
+
+def _announce(services: Services) -> None:
+    s = services.settings
+    print(f"chatserver listening on http://{s.host}:{s.port}  (database: {services.store.dialect}, "
+          f"bus: {'redis' if s.redis_url else 'in-process'})", flush=True)
+    print(f"  investor chat  http://{s.host}:{s.port}/\n  advisor console http://{s.host}:{s.port}/console\n"
+          f"  supervisor desk http://{s.host}:{s.port}/supervisor", flush=True)
+    if s.demo and services.demo_logins:
+        print("DEMO MODE - these logins exist only because --demo is on:", flush=True)
+        for username, password, role in services.demo_logins:
+            print(f"  {role:<10} {username:<12} {password}", flush=True)
+
+
+@web.middleware
+async def security_headers(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+    response = await handler(request)
+    response.headers.setdefault("Content-Security-Policy", CSP)
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "no-referrer")
+    return response
+
+
+def _page(filename: str) -> web.Handler:
+    async def page(request: web.Request) -> web.StreamResponse:
+        path = WEB_ROOT / filename
+        if not path.is_file():
+            raise web.HTTPNotFound(text=f"{filename} is not built in this checkout")
+        return web.FileResponse(path, headers={"Cache-Control": "no-cache"})
+
+    return page
+
+
+async def _close_sockets(app: web.Application) -> None:
+    """Graceful shutdown: tell every client to reconnect elsewhere (1001), then storage flushes."""
+    services = app.get(SERVICES)
+    if services is None:
+        return
+    services.ready = False
+    await asyncio.gather(*(c.ws.close(code=CloseCode.GOING_AWAY, message=b"server shutting down")
+                           for c in list(services.connections)), return_exceptions=True)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    db = await services.store.ping()
+    bus_ok = services.bus.healthy
+    services.metrics.db_healthy.set(1 if db else 0)
+    services.metrics.bus_healthy.set(1 if bus_ok else 0)
+    # A degraded bus (Redis unreachable) still counts as ready: the node serves its own
+    # connections, and pulling every node out of the balancer would be a full outage.
+    ok = services.ready and db and bus_ok
+    if services.node_gauges is not None:
+        services.node_gauges.update(services.bus, services.store, services.hub.assignment)
+    body = {"status": "ready" if ok else "not_ready", "database": db, "bus": bus_state(services.bus),
+            "routing": getattr(services.hub.assignment, "mode", "single"),
+            "node": getattr(services.bus, "node_id", None),
+            **services.engines.status()}
+    return web.json_response(body, status=200 if ok else 503)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    m = services.metrics
+    for role in ("investor", "advisor", "supervisor", "admin"):
+        m.connections.labels(role).set(sum(1 for c in services.connections if c.principal.role == role))
+    for g in services.hub.assignment.router.metrics(services.hub.clock()).groups.values():
+        m.queue_length.labels(g.group).set(g.queue_length)
+    m.bus_healthy.set(1 if services.bus.healthy else 0)
+    m.asyncio_tasks.set(len(asyncio.all_tasks()))  # a leak shows as a climb under steady load
+    if services.node_gauges is not None:
+        services.node_gauges.update(services.bus, services.store, services.hub.assignment)
+    return web.Response(body=m.render(), content_type="text/plain", charset="utf-8")

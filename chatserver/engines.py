@@ -1,0 +1,109 @@
+"""The live bot and compliance engines, built off the event loop and swapped in one assignment.
+
+Their source of truth is the versioned knowledge base and rule set in the database; any node
+that stores a new version tells the others over the bus, and each rebuilds and swaps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hashlib
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from bot import Bot, BotConfig, KnowledgeBase, load_demo_kb
+from chatserver.storage.sql import SQLStore
+from compliance import ComplianceEngine, RuleSet, load_default_rules, load_demo_products
+
+log = logging.getLogger("chatserver.engines")
+
+
+@dataclass(frozen=True, slots=True)
+class Versioned:
+    version: int
+    jsonl: str
+
+
+class Engines:
+    """Holds the current Bot and ComplianceEngine; readers just use the attributes."""
+
+    def __init__(self, store: SQLStore, bot_config: BotConfig | None = None):
+        self._store = store
+        self._bot_config = bot_config or BotConfig()
+        self.bot: Bot | None = None
+        self.compliance: ComplianceEngine | None = None
+        self.kb: KnowledgeBase | None = None
+        self.rules: RuleSet | None = None
+        self.kb_version = 0
+        self.rules_version = 0
+        self._lock = asyncio.Lock()
+
+    async def load(self, now: float | None = None) -> None:
+        """Build both engines from the newest stored versions, seeding them on first start."""
+        now = time.time() if now is None else now
+        kb = await self._store.latest_version("kb")
+        if kb is None:
+            jsonl = load_demo_kb().to_jsonl()
+            await self._store.add_version("kb", jsonl, None, "demo knowledge base", now)
+            kb = await self._store.latest_version("kb")
+        rules = await self._store.latest_version("rules")
+        if rules is None:
+            jsonl = load_default_rules().to_jsonl()
+            await self._store.add_version("rules", jsonl, None, "default rule set", now)
+            rules = await self._store.latest_version("rules")
+        assert kb is not None and rules is not None
+        await asyncio.gather(self.use_kb(*kb), self.use_rules(*rules))
+
+    async def use_kb(self, version: int, jsonl: str) -> None:
+        async with self._lock:
+            if version <= self.kb_version:
+                return
+            kb, bot = await asyncio.to_thread(self._build_bot, jsonl)
+            self.kb, self.bot, self.kb_version = kb, bot, version
+            log.info("knowledge base version %d in use (%d entries)", version, len(kb.entries))
+
+    async def use_rules(self, version: int, jsonl: str) -> None:
+        async with self._lock:
+            if version <= self.rules_version:
+                return
+            rules, engine = await asyncio.to_thread(_build_compliance, jsonl)
+            self.rules, self.compliance, self.rules_version = rules, engine, version
+            log.info("compliance rules version %d in use", version)
+
+    async def refresh(self) -> None:
+        """Pick up versions stored by another node (called on a bus notice)."""
+        for kind, use in (("kb", self.use_kb), ("rules", self.use_rules)):
+            latest = await self._store.latest_version(kind)
+            if latest:
+                await use(*latest)
+
+    def _build_bot(self, jsonl: str) -> tuple[KnowledgeBase, Bot]:
+        if self.bot is not None:
+            # An edit: reuse the loaded tokenizer and only rebuild the index (much faster).
+            kb = KnowledgeBase.from_jsonl(jsonl)
+            return kb, self.bot.with_kb(kb)
+        return _built_bot(hashlib.sha256(jsonl.encode()).hexdigest(), jsonl, self._bot_config)
+
+    def status(self) -> dict[str, Any]:
+        return {"kb_version": self.kb_version, "rules_version": self.rules_version}
+
+
+# Engines are immutable, so a version already built in this process is shared rather than
+# rebuilt (building the bot initialises jieba, about a second).
+@functools.lru_cache(maxsize=4)
+def _built_bot(digest: str, jsonl: str, config: BotConfig) -> tuple[KnowledgeBase, Bot]:
+    kb = KnowledgeBase.from_jsonl(jsonl)
+    return kb, Bot(kb, config)
+
+
+@functools.lru_cache(maxsize=4)
+def _built_compliance(digest: str, jsonl: str) -> tuple[RuleSet, ComplianceEngine]:
+    rules = RuleSet.from_jsonl(jsonl)
+    return rules, ComplianceEngine(rules, products=load_demo_products())
+
+
+def _build_compliance(jsonl: str) -> tuple[RuleSet, ComplianceEngine]:
+    return _built_compliance(hashlib.sha256(jsonl.encode()).hexdigest(), jsonl)

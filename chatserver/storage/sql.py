@@ -1,0 +1,994 @@
+"""Durable storage on SQLAlchemy 2 async: SqliteStore (embedded default) and PostgresStore.
+
+Messages go through a group-commit writer: many appends share one transaction, and each
+caller's future resolves only after that transaction committed (ack-after-commit).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import and_, bindparam, event, func, or_, select, tuple_, update
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from chatserver.storage import schema as t
+from chatserver.storage.records import (
+    Conversation,
+    Customer,
+    NewMessage,
+    StoredMessage,
+    User,
+    chain_hash,
+    message_hash_fields,
+)
+from chatserver.tasks import stop_task
+
+log = logging.getLogger("chatserver.storage")
+
+
+class StorageUnavailable(Exception):
+    """The database could not be reached or did not commit; nothing was acknowledged."""
+
+
+class CircuitBreaker:
+    """Fails database calls fast while the database is down: after `failures` consecutive errors
+    it opens for `open_for_s`, then lets one probe through (half-open); a success closes it.
+
+    Without it every send would wait out a connect timeout before answering `unavailable`."""
+
+    def __init__(self, failures: int = 3, open_for_s: float = 3.0) -> None:
+        self.failures = failures
+        self.open_for_s = open_for_s
+        self.consecutive = 0
+        self.opened_until = 0.0
+        self.probe_started = 0.0
+        self.times_opened = 0
+
+    @property
+    def is_open(self) -> bool:
+        return self.opened_until > 0.0
+
+    def check(self) -> None:
+        if not self.is_open:
+            return
+        now = time.monotonic()
+        # One probe at a time; a probe that never reported back (cancelled) is replaced later.
+        if now < self.opened_until or now - self.probe_started < self.open_for_s:
+            raise StorageUnavailable("database unavailable (circuit open); retry with the same cid")
+        self.probe_started = now
+
+    def failed(self) -> None:
+        self.consecutive += 1
+        if self.is_open or self.consecutive >= self.failures:
+            if not self.is_open:
+                self.times_opened += 1
+                log.warning("database circuit open after %d consecutive failures", self.consecutive)
+            self.opened_until = time.monotonic() + self.open_for_s
+
+    def succeeded(self) -> None:
+        if self.is_open:
+            log.warning("database circuit closed: the database answers again")
+        self.consecutive = 0
+        self.opened_until = 0.0
+        self.probe_started = 0.0
+
+
+class NotFound(Exception):
+    pass
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+@dataclass(slots=True)
+class _Append:
+    message: NewMessage
+    future: asyncio.Future[StoredMessage]
+    conversation_values: dict[str, Any] | None = None
+
+
+class SQLStore:
+    """Everything the hub stores. Subclasses differ only in engine setup and write locking."""
+
+    dialect = "generic"
+
+    def __init__(self, url: str, *, batch_max: int = 256):
+        self.url = url
+        self._batch_max = batch_max
+        self.engine: AsyncEngine = self._create_engine(url)
+        self._queue: asyncio.Queue[_Append] = asyncio.Queue()
+        self._writer: asyncio.Task[None] | None = None
+        self._write_lock = asyncio.Lock()
+        self.breaker = CircuitBreaker()
+        # Conversation rows by id, off unless cache_conversations() is called (one node only).
+        self._conversations: OrderedDict[str, Conversation] | None = None
+        self._conversation_cache_max = 0
+        # Last write stamp per conversation, so a read that raced a write is not cached.
+        self._conversation_writes: dict[str, int] = {}
+        self._write_stamps = itertools.count(1)
+        self._cache_generation = 0
+
+    def cache_conversations(self, max_entries: int = 50_000) -> None:
+        """Serve get_conversation from memory, refreshed by every conversation write this store makes.
+
+        Only correct while this process is the database's one writer (a single hub node): writes
+        by another node would leave the cache stale. It saves a database round trip per message.
+        """
+        self._conversations = OrderedDict()
+        self._conversation_cache_max = max_entries
+
+    def _forget_conversations(self) -> None:
+        if self._conversations:
+            self._conversations.clear()
+        self._cache_generation += 1
+
+    def _conversation_written(self, conversation_id: str, last_seq: int | None = None) -> None:
+        """After a committed (or failed) write: drop the cached row, or advance its last_seq."""
+        cache = self._conversations
+        if cache is None:
+            return
+        self._conversation_writes[conversation_id] = next(self._write_stamps)
+        cached = cache.pop(conversation_id, None)
+        if cached is not None and last_seq is not None and last_seq >= cached.last_seq:
+            cache[conversation_id] = replace(cached, last_seq=last_seq)
+        if len(self._conversation_writes) > 2 * self._conversation_cache_max:
+            # Stamps only matter while a read is in flight; a new generation voids those reads.
+            self._conversation_writes.clear()
+            self._cache_generation += 1
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def _create_engine(self, url: str) -> AsyncEngine:
+        return create_async_engine(url)
+
+    async def start(self) -> None:
+        await self.migrate()
+        self._writer = asyncio.create_task(self._write_loop(), name="store-writer")
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            # Everything already accepted is committed (or failed back to its sender) before the
+            # writer stops: waiting for an empty queue alone could cancel a commit in flight.
+            if not self._writer.done():
+                await self._queue.join()
+            await stop_task(self._writer)
+            self._writer = None
+        await self.engine.dispose()
+
+    async def migrate(self) -> None:
+        from chatserver.storage.migrate import upgrade_to_head
+
+        async with self.write() as conn:
+            await conn.run_sync(upgrade_to_head)
+
+    async def ping(self) -> bool:
+        try:
+            async with self.engine.connect() as conn:
+                await conn.execute(select(1))
+        except (OSError, DBAPIError, OperationalError):
+            return False
+        self.breaker.succeeded()  # the readiness probe doubles as the half-open probe
+        return True
+
+    @asynccontextmanager
+    async def write(self, *, conversation_rows: bool = True) -> AsyncIterator[AsyncConnection]:
+        """One write transaction; StorageUnavailable if the database cannot take it.
+
+        `conversation_rows=False` promises the transaction changes no conversation row (or keeps
+        the conversation cache right itself); any other write empties that cache afterwards.
+        """
+        self.breaker.check()
+        try:
+            async with self._write_guard(), self._begin() as conn:
+                yield conn
+        except IntegrityError:
+            self.breaker.succeeded()
+            raise
+        except (OSError, DBAPIError, OperationalError, ConnectionError) as exc:
+            self.breaker.failed()
+            raise StorageUnavailable(str(exc).splitlines()[0]) from exc
+        finally:
+            if conversation_rows:
+                self._forget_conversations()
+        self.breaker.succeeded()
+
+    def _begin(self) -> Any:
+        return self.engine.begin()
+
+    def _write_guard(self) -> Any:
+        return _NullAsyncContext()
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        self.breaker.check()
+        try:
+            async with self.engine.connect() as conn:
+                yield conn
+        except (OSError, DBAPIError, OperationalError, ConnectionError) as exc:
+            self.breaker.failed()
+            raise StorageUnavailable(str(exc).splitlines()[0]) from exc
+        self.breaker.succeeded()
+
+    # -- messages: the group-commit writer -------------------------------------------------------
+    async def append(self, message: NewMessage, *,
+                     conversation_values: dict[str, Any] | None = None) -> StoredMessage:
+        """Store one message; returns only after commit. Idempotent on (sender_id, client_id).
+
+        `conversation_values` changes the message's conversation row in the same transaction
+        (the bot's state with the bot's answer): one commit, and one fsync, instead of two.
+        """
+        if self._writer is None or self._writer.done():
+            raise StorageUnavailable("store is not running")
+        future: asyncio.Future[StoredMessage] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Append(message, future, conversation_values))
+        return await future
+
+    async def _write_loop(self) -> None:
+        while True:
+            first = await self._queue.get()
+            batch = [first]
+            while len(batch) < self._batch_max and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            try:
+                await self._commit_batch(batch)
+            except IntegrityError:
+                # A concurrent node stored one of these client ids first: redo one by one so
+                # the duplicate resolves to the stored message and the others still commit.
+                for item in batch:
+                    await self._commit_one(item)
+            except StorageUnavailable as exc:
+                _fail(batch, exc)
+            except Exception as exc:  # noqa: BLE001 - the writer must outlive any one batch
+                log.exception("message batch failed")
+                _fail(batch, StorageUnavailable(f"store error: {exc}"))
+            finally:
+                for _ in batch:
+                    self._queue.task_done()
+
+    async def _commit_one(self, item: _Append) -> None:
+        try:
+            await self._commit_batch([item])
+        except IntegrityError as exc:
+            _fail([item], StorageUnavailable(f"conflict: {exc.orig}"))
+        except StorageUnavailable as exc:
+            _fail([item], exc)
+
+    async def _commit_batch(self, batch: list[_Append]) -> None:
+        results: dict[int, StoredMessage] = {}
+        repeats: dict[int, int] = {}  # the same client id twice in one batch: index -> first index
+        async with self.write(conversation_rows=False) as conn:
+            existing = await self._existing_by_client_id(conn, [b.message for b in batch])
+            fresh: list[tuple[int, NewMessage]] = []
+            first_seen: dict[tuple[str, str], int] = {}
+            for i, item in enumerate(batch):
+                m = item.message
+                key = (m.sender_id, m.client_id) if m.client_id else None
+                if key and key in existing:
+                    results[i] = existing[key]
+                elif key and key in first_seen:
+                    repeats[i] = first_seen[key]
+                else:
+                    if key:
+                        first_seen[key] = i
+                    fresh.append((i, m))
+            riders = [(m, batch[i].conversation_values) for i, m in fresh if batch[i].conversation_values]
+            if fresh:
+                stored = await self._insert_messages(conn, [m for _, m in fresh])
+                for (i, _), s in zip(fresh, stored, strict=True):
+                    results[i] = s
+            for m, values in riders:
+                await conn.execute(
+                    update(t.conversations).where(t.conversations.c.id == m.conversation_id)
+                    .values(updated_at=m.created_at, **(values or {}))
+                )
+        if fresh:
+            for s in stored:  # committed: the cached heads move on
+                self._conversation_written(s.conversation_id, s.seq)
+            for m, _ in riders:
+                self._conversation_written(m.conversation_id)
+        for i, first in repeats.items():
+            results[i] = _as_duplicate(results[first])
+        for i, item in enumerate(batch):
+            if not item.future.done():
+                item.future.set_result(results[i])
+
+    async def _existing_by_client_id(
+        self, conn: AsyncConnection, batch: Sequence[NewMessage]
+    ) -> dict[tuple[str, str], StoredMessage]:
+        keys = [(m.sender_id, m.client_id) for m in batch if m.client_id]
+        if not keys:
+            return {}
+        rows = await conn.execute(
+            select(t.messages).where(tuple_(t.messages.c.sender_id, t.messages.c.client_id).in_(keys))
+        )
+        return {(r.sender_id, r.client_id): _as_duplicate(_message(r)) for r in rows}
+
+    async def _lock_conversations(self, conn: AsyncConnection, ids: list[str]) -> dict[str, Any]:
+        # Sorted so two nodes locking the same rows always take them in the same order.
+        rows = await conn.execute(
+            select(t.conversations.c.id, t.conversations.c.last_seq, t.conversations.c.last_hash, t.conversations.c.channel)
+            .where(t.conversations.c.id.in_(sorted(ids)))
+            .order_by(t.conversations.c.id)
+            .with_for_update()
+        )
+        return {r.id: r for r in rows}
+
+    async def _insert_messages(self, conn: AsyncConnection, batch: list[NewMessage]) -> list[StoredMessage]:
+        heads = await self._lock_conversations(conn, list({m.conversation_id for m in batch}))
+        seqs = {cid: (row.last_seq, row.last_hash) for cid, row in heads.items()}
+        out: list[StoredMessage] = []
+        rows: list[dict[str, Any]] = []
+        alert_rows: list[dict[str, Any]] = []
+        delivery_rows: list[dict[str, Any]] = []
+        hold_rows: list[dict[str, Any]] = []
+        for m in batch:
+            if m.conversation_id not in seqs:
+                raise NotFound(m.conversation_id)
+            last_seq, last_hash = seqs[m.conversation_id]
+            stored = StoredMessage(
+                id=new_id(), conversation_id=m.conversation_id, seq=last_seq + 1, sender_id=m.sender_id,
+                sender_role=m.sender_role, sender_name=m.sender_name, kind=m.kind, text=m.text,
+                verdict=m.verdict, created_at=m.created_at, client_id=m.client_id, meta=m.meta,
+            )
+            digest = chain_hash(last_hash, message_hash_fields(stored))
+            stored = _with_hash(stored, digest)
+            seqs[m.conversation_id] = (stored.seq, digest)
+            rows.append({
+                "id": stored.id, "conversation_id": stored.conversation_id, "seq": stored.seq,
+                "sender_id": stored.sender_id, "sender_role": stored.sender_role,
+                "sender_name": stored.sender_name, "client_id": stored.client_id, "kind": stored.kind,
+                "text": stored.text, "verdict": stored.verdict, "meta": stored.meta,
+                "created_at": stored.created_at, "prev_hash": last_hash, "hash": digest,
+            })
+            for a in m.alerts:
+                alert_rows.append({**a, "message_id": stored.id, "conversation_id": m.conversation_id})
+            if m.deliver_to_channel:
+                delivery_rows.append({
+                    "id": new_id(), "message_id": stored.id, "conversation_id": m.conversation_id,
+                    "channel": m.deliver_to_channel, "status": "pending", "attempts": 0,
+                    "next_attempt_at": m.created_at,
+                })
+            if m.hold:
+                hold_rows.append({"message_id": stored.id, "conversation_id": m.conversation_id,
+                                  "state": "pending", "created_at": m.created_at})
+            out.append(stored)
+        await conn.execute(t.messages.insert(), rows)
+        await conn.execute(
+            update(t.conversations)
+            .where(t.conversations.c.id == bindparam("cid"))
+            .values(last_seq=bindparam("seq"), last_hash=bindparam("h")),
+            [{"cid": cid, "seq": s, "h": h} for cid, (s, h) in seqs.items()],
+        )
+        if alert_rows:
+            await conn.execute(t.alerts.insert(), alert_rows)
+        if delivery_rows:
+            await conn.execute(t.channel_deliveries.insert(), delivery_rows)
+        if hold_rows:
+            await conn.execute(t.holds.insert(), hold_rows)
+        return out
+
+    async def messages_after(
+        self, conversation_id: str, after_seq: int, limit: int = 1000
+    ) -> list[StoredMessage]:
+        async with self.read() as conn:
+            rows = await conn.execute(
+                select(t.messages)
+                .where(t.messages.c.conversation_id == conversation_id, t.messages.c.seq > after_seq)
+                .order_by(t.messages.c.seq)
+                .limit(limit)
+            )
+            return [_message(r) for r in rows]
+
+    async def get_message(self, message_id: str) -> StoredMessage | None:
+        async with self.read() as conn:
+            row = (await conn.execute(select(t.messages).where(t.messages.c.id == message_id))).first()
+            return _message(row) if row else None
+
+    async def held_message_ids(self, conversation_id: str, states: Iterable[str] = ("pending", "rejected")) -> set[str]:
+        async with self.read() as conn:
+            rows = await conn.execute(
+                select(t.holds.c.message_id).where(
+                    t.holds.c.conversation_id == conversation_id, t.holds.c.state.in_(list(states))
+                )
+            )
+            return {r.message_id for r in rows}
+
+    # -- users and customers ---------------------------------------------------------------
+    async def create_user(self, user: User, now: float) -> User:
+        async with self.write(conversation_rows=False) as conn:
+            await conn.execute(t.users.insert().values(
+                id=user.id, username=user.username, display_name=user.display_name, role=user.role,
+                password_hash=user.password_hash, customer_id=user.customer_id, groups=list(user.groups),
+                licences=list(user.licences), team=user.team, capacity=user.capacity,
+                disabled=user.disabled, created_at=now,
+            ))
+        return user
+
+    async def update_user(self, user_id: str, **values: Any) -> None:
+        async with self.write() as conn:
+            await conn.execute(update(t.users).where(t.users.c.id == user_id).values(**values))
+
+    async def get_user(self, user_id: str) -> User | None:
+        return await self._one_user(t.users.c.id == user_id)
+
+    async def get_user_by_username(self, username: str) -> User | None:
+        return await self._one_user(t.users.c.username == username)
+
+    async def _one_user(self, where: Any) -> User | None:
+        async with self.read() as conn:
+            row = (await conn.execute(select(t.users).where(where))).first()
+            return _user(row) if row else None
+
+    async def list_users(self, role: str | None = None) -> list[User]:
+        async with self.read() as conn:
+            q = select(t.users).order_by(t.users.c.username)
+            if role:
+                q = q.where(t.users.c.role == role)
+            return [_user(r) for r in await conn.execute(q)]
+
+    async def upsert_customers(self, items: Sequence[Customer], now: float) -> int:
+        async with self.write() as conn:
+            ids = [c.id for c in items]
+            present = {r.id for r in await conn.execute(select(t.customers.c.id).where(t.customers.c.id.in_(ids)))}
+            for c in items:
+                values = _customer_values(c, now)
+                if c.id in present:
+                    await conn.execute(update(t.customers).where(t.customers.c.id == c.id).values(**values))
+                else:
+                    await conn.execute(t.customers.insert().values(id=c.id, **values))
+        return len(items)
+
+    async def get_customer(self, customer_id: str) -> Customer | None:
+        async with self.read() as conn:
+            row = (await conn.execute(select(t.customers).where(t.customers.c.id == customer_id))).first()
+            return _customer(row) if row else None
+
+    async def list_customers(self, limit: int = 500) -> list[Customer]:
+        async with self.read() as conn:
+            rows = await conn.execute(select(t.customers).order_by(t.customers.c.id).limit(limit))
+            return [_customer(r) for r in rows]
+
+    # -- conversations ---------------------------------------------------------------------
+    async def create_conversation(self, conv: Conversation) -> Conversation:
+        async with self.write(conversation_rows=False) as conn:
+            await conn.execute(t.conversations.insert().values(
+                id=conv.id, investor_id=conv.investor_id, customer_id=conv.customer_id,
+                channel=conv.channel, state=conv.state, group_name=conv.group_name,
+                advisor_id=conv.advisor_id, intent=conv.intent, bot_state=conv.bot_state,
+                last_seq=0, last_hash="", legal_hold=False, created_at=conv.created_at,
+                updated_at=conv.created_at,
+            ))
+        return conv
+
+    async def get_conversation(self, conversation_id: str) -> Conversation | None:
+        cache = self._conversations
+        if cache is not None:
+            cached = cache.get(conversation_id)
+            if cached is not None:
+                cache.move_to_end(conversation_id)
+                return cached
+        before = (self._cache_generation, self._conversation_writes.get(conversation_id, 0))
+        async with self.read() as conn:
+            row = (await conn.execute(
+                select(t.conversations).where(t.conversations.c.id == conversation_id)
+            )).first()
+        conv = _conversation(row) if row else None
+        after = (self._cache_generation, self._conversation_writes.get(conversation_id, 0))
+        if cache is not None and conv is not None and before == after:
+            cache[conversation_id] = conv
+            if len(cache) > self._conversation_cache_max:
+                cache.popitem(last=False)
+        return conv
+
+    async def open_conversation_for(self, investor_id: str, channel: str) -> Conversation | None:
+        async with self.read() as conn:
+            row = (await conn.execute(
+                select(t.conversations)
+                .where(t.conversations.c.investor_id == investor_id, t.conversations.c.channel == channel,
+                       t.conversations.c.state != "closed")
+                .order_by(t.conversations.c.created_at.desc())
+                .limit(1)
+            )).first()
+            return _conversation(row) if row else None
+
+    async def update_conversation(self, conversation_id: str, now: float, **values: Any) -> None:
+        try:
+            async with self.write(conversation_rows=False) as conn:
+                await conn.execute(
+                    update(t.conversations).where(t.conversations.c.id == conversation_id)
+                    .values(updated_at=now, **values)
+                )
+        finally:
+            self._conversation_written(conversation_id)
+
+    async def list_conversations(
+        self, *, investor_id: str | None = None, advisor_id: str | None = None,
+        customer_id: str | None = None, states: Sequence[str] | None = None, limit: int = 200,
+    ) -> list[Conversation]:
+        q = select(t.conversations).order_by(t.conversations.c.created_at.desc()).limit(limit)
+        if investor_id:
+            q = q.where(t.conversations.c.investor_id == investor_id)
+        if advisor_id:
+            q = q.where(t.conversations.c.advisor_id == advisor_id)
+        if customer_id:
+            q = q.where(t.conversations.c.customer_id == customer_id)
+        if states:
+            q = q.where(t.conversations.c.state.in_(list(states)))
+        async with self.read() as conn:
+            return [_conversation(r) for r in await conn.execute(q)]
+
+    # -- ratings ---------------------------------------------------------------------------------
+    async def add_rating(self, conversation_id: str, investor_id: str, advisor_id: str | None,
+                         score: int, comment: str | None, now: float) -> bool:
+        """False if this conversation was already rated (a rating is given once)."""
+        try:
+            async with self.write() as conn:
+                await conn.execute(t.ratings.insert().values(
+                    conversation_id=conversation_id, investor_id=investor_id, advisor_id=advisor_id,
+                    score=score, comment=comment, created_at=now,
+                ))
+            return True
+        except IntegrityError:
+            return False
+
+    async def get_rating(self, conversation_id: str) -> dict[str, Any] | None:
+        async with self.read() as conn:
+            row = (await conn.execute(select(t.ratings).where(t.ratings.c.conversation_id == conversation_id))).first()
+            return _row_dict(row) if row else None
+
+    async def satisfaction_by_advisor(self, since: float) -> dict[str, float]:
+        async with self.read() as conn:
+            rows = await conn.execute(
+                select(t.ratings.c.advisor_id, func.avg(t.ratings.c.score))
+                .where(t.ratings.c.created_at >= since, t.ratings.c.advisor_id.is_not(None))
+                .group_by(t.ratings.c.advisor_id)
+            )
+            return {r[0]: float(r[1]) for r in rows}
+
+    # -- alerts ------------------------------------------------------------------------------
+    async def list_alerts(self, *, state: str | None = None, advisor_id: str | None = None,
+                          rule_id: str | None = None, tier: str | None = None,
+                          since: float | None = None, until: float | None = None,
+                          limit: int = 200) -> list[dict[str, Any]]:
+        q = _alert_query().order_by(t.alerts.c.created_at.desc()).limit(limit)
+        for column, value in ((t.alerts.c.state, state), (t.alerts.c.sender_id, advisor_id),
+                              (t.alerts.c.rule_id, rule_id), (t.alerts.c.tier, tier)):
+            if value:
+                q = q.where(column == value)
+        if since is not None:
+            q = q.where(t.alerts.c.created_at >= since)
+        if until is not None:
+            q = q.where(t.alerts.c.created_at < until)
+        async with self.read() as conn:
+            return [_row_dict(r) for r in await conn.execute(q)]
+
+    async def get_alert(self, alert_id: str) -> dict[str, Any] | None:
+        async with self.read() as conn:
+            row = (await conn.execute(_alert_query().where(t.alerts.c.id == alert_id))).first()
+            return _row_dict(row) if row else None
+
+    async def update_alert(self, alert_id: str, expected_states: Sequence[str], **values: Any) -> bool:
+        """Compare-and-set so two supervisors acting at once cannot both move an alert."""
+        async with self.write() as conn:
+            result = await conn.execute(
+                update(t.alerts)
+                .where(t.alerts.c.id == alert_id, t.alerts.c.state.in_(list(expected_states)))
+                .values(**values)
+            )
+            return bool(result.rowcount)
+
+    async def alert_stats(self) -> list[dict[str, Any]]:
+        async with self.read() as conn:
+            rows = await conn.execute(
+                select(t.alerts.c.rule_id, t.alerts.c.category, t.alerts.c.disposition, func.count())
+                .group_by(t.alerts.c.rule_id, t.alerts.c.category, t.alerts.c.disposition)
+            )
+            stats: dict[str, dict[str, Any]] = {}
+            for rule_id, category, disposition, count in rows:
+                s = stats.setdefault(rule_id, {"rule_id": rule_id, "category": category, "hits": 0,
+                                               "false_positive": 0, "confirmed": 0, "coached": 0})
+                s["hits"] += count
+                if disposition in ("false_positive", "confirmed", "coached"):
+                    s[disposition] += count
+            for s in stats.values():
+                judged = s["false_positive"] + s["confirmed"] + s["coached"]
+                s["false_positive_rate"] = s["false_positive"] / judged if judged else None
+            return sorted(stats.values(), key=lambda s: -s["hits"])
+
+    # -- holds (four-eyes) -------------------------------------------------------------------------
+    async def decide_hold(self, message_id: str, state: str, by: str, now: float) -> bool:
+        async with self.write() as conn:
+            result = await conn.execute(
+                update(t.holds).where(t.holds.c.message_id == message_id, t.holds.c.state == "pending")
+                .values(state=state, decided_by=by, decided_at=now)
+            )
+            return bool(result.rowcount)
+
+    async def list_holds(self, state: str = "pending") -> list[dict[str, Any]]:
+        async with self.read() as conn:
+            rows = await conn.execute(
+                select(t.holds, t.messages.c.text, t.messages.c.sender_id, t.messages.c.sender_name)
+                .join(t.messages, t.messages.c.id == t.holds.c.message_id)
+                .where(t.holds.c.state == state).order_by(t.holds.c.created_at)
+            )
+            return [_row_dict(r) for r in rows]
+
+    # -- audit trail: hash-chained per conversation ------------------------------------------
+    async def audit(self, chain: str, actor_id: str | None, action: str, detail: dict[str, Any] | None,
+                    now: float) -> None:
+        async with self.write(conversation_rows=False) as conn:
+            if self.dialect == "postgresql":
+                # FOR UPDATE on the chain's last row does not stop two writers reading the same
+                # head (both then insert seq N+1); one lock per chain and transaction does.
+                await conn.execute(select(func.pg_advisory_xact_lock(func.hashtext("audit:" + chain))))
+            last = (await conn.execute(
+                select(t.audit_events.c.chain_seq, t.audit_events.c.hash)
+                .where(t.audit_events.c.chain == chain)
+                .order_by(t.audit_events.c.chain_seq.desc()).limit(1).with_for_update()
+            )).first()
+            seq, prev = (last.chain_seq, last.hash) if last else (0, "")
+            record = {"id": new_id(), "chain": chain, "chain_seq": seq + 1, "actor_id": actor_id,
+                      "action": action, "detail": detail, "created_at": now}
+            await conn.execute(t.audit_events.insert().values(
+                **record, prev_hash=prev, hash=chain_hash(prev, record)
+            ))
+
+    async def audit_events(self, chain: str) -> list[dict[str, Any]]:
+        async with self.read() as conn:
+            rows = await conn.execute(
+                select(t.audit_events).where(t.audit_events.c.chain == chain).order_by(t.audit_events.c.chain_seq)
+            )
+            return [_row_dict(r) for r in rows]
+
+    async def verify_chains(self) -> list[str]:
+        """Every problem found in the message and audit hash chains; empty means intact."""
+        problems: list[str] = []
+        async with self.read() as conn:
+            heads = {r.id: (r.last_seq, r.last_hash) for r in await conn.execute(
+                select(t.conversations.c.id, t.conversations.c.last_seq, t.conversations.c.last_hash))}
+            current: str | None = None
+            prev, expected_seq = "", 1
+            result = await conn.stream(select(t.messages).order_by(t.messages.c.conversation_id, t.messages.c.seq))
+            seen: set[str] = set()
+            async for r in result:
+                if r.conversation_id != current:
+                    _check_tail(current, prev, expected_seq, heads, problems)
+                    current, prev, expected_seq = r.conversation_id, "", 1
+                    seen.add(current)
+                row = _row_dict(r)
+                if r.seq != expected_seq:
+                    problems.append(f"conversation {current}: seq {expected_seq} missing (found {r.seq})")
+                if r.prev_hash != prev:
+                    problems.append(f"conversation {current} seq {r.seq}: previous-hash link broken")
+                if chain_hash(r.prev_hash, message_hash_fields(row)) != r.hash:
+                    problems.append(f"conversation {current} seq {r.seq}: content does not match its hash")
+                prev, expected_seq = r.hash, r.seq + 1
+            _check_tail(current, prev, expected_seq, heads, problems)
+            for cid, (last_seq, _) in heads.items():
+                if cid not in seen and last_seq:
+                    problems.append(f"conversation {cid}: all {last_seq} messages missing")
+            chain, prev, expected_seq = None, "", 1
+            async for r in await conn.stream(select(t.audit_events).order_by(t.audit_events.c.chain, t.audit_events.c.chain_seq)):
+                if r.chain != chain:
+                    chain, prev, expected_seq = r.chain, "", 1
+                record = {k: getattr(r, k) for k in ("id", "chain", "chain_seq", "actor_id", "action", "detail", "created_at")}
+                if r.chain_seq != expected_seq or r.prev_hash != prev:
+                    problems.append(f"audit chain {chain}: record {expected_seq} missing or out of order")
+                if chain_hash(r.prev_hash, record) != r.hash:
+                    problems.append(f"audit chain {chain} record {r.chain_seq}: content does not match its hash")
+                prev, expected_seq = r.hash, r.chain_seq + 1
+        return problems
+
+    # -- channels ------------------------------------------------------------------------------
+    async def put_channel(self, name: str, secret: str, callback_url: str | None, enabled: bool, now: float) -> None:
+        async with self.write() as conn:
+            exists = (await conn.execute(select(t.channels.c.name).where(t.channels.c.name == name))).first()
+            values = {"secret": secret, "callback_url": callback_url, "enabled": enabled, "updated_at": now}
+            if exists:
+                await conn.execute(update(t.channels).where(t.channels.c.name == name).values(**values))
+            else:
+                await conn.execute(t.channels.insert().values(name=name, **values))
+
+    async def get_channel(self, name: str) -> dict[str, Any] | None:
+        async with self.read() as conn:
+            row = (await conn.execute(select(t.channels).where(t.channels.c.name == name))).first()
+            return _row_dict(row) if row else None
+
+    async def channel_user(self, channel: str, external_id: str) -> str | None:
+        async with self.read() as conn:
+            row = (await conn.execute(select(t.channel_users.c.user_id).where(
+                t.channel_users.c.channel == channel, t.channel_users.c.external_id == external_id))).first()
+            return row.user_id if row else None
+
+    async def link_channel_user(self, channel: str, external_id: str, user: User, now: float) -> str:
+        """Create the investor behind an external channel user, once; returns the user id."""
+        try:
+            async with self.write() as conn:
+                await conn.execute(t.users.insert().values(
+                    id=user.id, username=user.username, display_name=user.display_name, role="investor",
+                    groups=[], licences=[], disabled=False, created_at=now,
+                ))
+                await conn.execute(t.channel_users.insert().values(
+                    channel=channel, external_id=external_id, user_id=user.id))
+            return user.id
+        except IntegrityError:
+            existing = await self.channel_user(channel, external_id)
+            if existing is None:
+                raise
+            return existing
+
+    async def due_deliveries(self, now: float, limit: int = 100) -> list[dict[str, Any]]:
+        async with self.read() as conn:
+            rows = await conn.execute(
+                select(t.channel_deliveries, t.messages)
+                .join(t.messages, t.messages.c.id == t.channel_deliveries.c.message_id)
+                .where(t.channel_deliveries.c.status == "pending", t.channel_deliveries.c.next_attempt_at <= now)
+                .order_by(t.channel_deliveries.c.next_attempt_at).limit(limit)
+            )
+            return [_row_dict(r) for r in rows]
+
+    async def record_delivery(self, delivery_id: str, *, status: str, attempts: int,
+                              next_attempt_at: float, error: str | None, now: float) -> None:
+        async with self.write() as conn:
+            values: dict[str, Any] = {"status": status, "attempts": attempts, "next_attempt_at": next_attempt_at,
+                                      "delivered_at": now if status == "delivered" else None}
+            if error is not None:  # a later success keeps the last failure on record for operators
+                values["last_error"] = error
+            await conn.execute(update(t.channel_deliveries).where(t.channel_deliveries.c.id == delivery_id).values(**values))
+
+    async def deliveries_for(self, conversation_id: str) -> list[dict[str, Any]]:
+        async with self.read() as conn:
+            rows = await conn.execute(select(t.channel_deliveries).where(
+                t.channel_deliveries.c.conversation_id == conversation_id))
+            return [_row_dict(r) for r in rows]
+
+    # -- versioned documents: knowledge base and compliance rules --------------------------------
+    async def latest_version(self, kind: str) -> tuple[int, str] | None:
+        table = _versioned(kind)
+        async with self.read() as conn:
+            row = (await conn.execute(select(table.c.version, table.c.jsonl).order_by(table.c.version.desc()).limit(1))).first()
+            return (row.version, row.jsonl) if row else None
+
+    async def add_version(self, kind: str, jsonl: str, by: str | None, comment: str | None, now: float) -> int:
+        table = _versioned(kind)
+        async with self.write() as conn:
+            top = (await conn.execute(select(func.max(table.c.version)))).scalar() or 0
+            await conn.execute(table.insert().values(version=top + 1, jsonl=jsonl, created_by=by, created_at=now, comment=comment))
+            return int(top + 1)
+
+    async def list_versions(self, kind: str) -> list[dict[str, Any]]:
+        table = _versioned(kind)
+        async with self.read() as conn:
+            rows = await conn.execute(select(table.c.version, table.c.created_by, table.c.created_at, table.c.comment).order_by(table.c.version.desc()))
+            return [_row_dict(r) for r in rows]
+
+    # -- quick replies and the learning loop --------------------------------------------------------
+    async def quick_replies_for(self, user: User) -> list[dict[str, Any]]:
+        async with self.read() as conn:
+            rows = await conn.execute(select(t.quick_replies).where(or_(
+                t.quick_replies.c.owner_id == user.id,
+                and_(t.quick_replies.c.owner_id.is_(None), or_(t.quick_replies.c.team.is_(None), t.quick_replies.c.team == user.team)),
+            )).order_by(t.quick_replies.c.title))
+            return [_row_dict(r) for r in rows]
+
+    async def seed_quick_replies(self, items: Sequence[dict[str, Any]], now: float) -> int:
+        """Install the shipped templates once, on a store that has none yet."""
+        async with self.write() as conn:
+            if (await conn.execute(select(func.count()).select_from(t.quick_replies))).scalar():
+                return 0
+            if items:
+                await conn.execute(t.quick_replies.insert(), [{**i, "updated_at": now} for i in items])
+            return len(items)
+
+    async def put_quick_reply(self, item: dict[str, Any], now: float) -> None:
+        async with self.write() as conn:
+            await conn.execute(t.quick_replies.delete().where(t.quick_replies.c.id == item["id"]))
+            await conn.execute(t.quick_replies.insert().values(**item, updated_at=now))
+
+    async def add_unanswered(self, conversation_id: str, message_id: str, question: str, now: float) -> None:
+        async with self.write(conversation_rows=False) as conn:
+            await conn.execute(t.unanswered.insert().values(
+                id=new_id(), conversation_id=conversation_id, message_id=message_id, question=question, created_at=now))
+
+    async def record_unanswered_reply(self, conversation_id: str, reply: str) -> None:
+        """The first advisor reply after an unanswered question is kept beside it for KB editors."""
+        async with self.write(conversation_rows=False) as conn:
+            await conn.execute(update(t.unanswered).where(
+                t.unanswered.c.conversation_id == conversation_id, t.unanswered.c.advisor_reply.is_(None)
+            ).values(advisor_reply=reply))
+
+    async def list_unanswered(self, limit: int = 2000) -> list[dict[str, Any]]:
+        async with self.read() as conn:
+            rows = await conn.execute(select(t.unanswered).where(t.unanswered.c.resolved.is_(False))
+                                      .order_by(t.unanswered.c.created_at.desc()).limit(limit))
+            return [_row_dict(r) for r in rows]
+
+    # -- retention ----------------------------------------------------------------------------
+    async def purge_closed_before(self, cutoff: float) -> int:
+        """Delete transcripts closed before cutoff, never one under legal hold. Returns how many."""
+        async with self.write() as conn:
+            ids = [r.id for r in await conn.execute(select(t.conversations.c.id).where(
+                t.conversations.c.state == "closed", t.conversations.c.closed_at < cutoff,
+                t.conversations.c.legal_hold.is_(False)))]
+            for table, column in ((t.messages, t.messages.c.conversation_id), (t.alerts, t.alerts.c.conversation_id),
+                                  (t.holds, t.holds.c.conversation_id), (t.unanswered, t.unanswered.c.conversation_id),
+                                  (t.channel_deliveries, t.channel_deliveries.c.conversation_id),
+                                  (t.ratings, t.ratings.c.conversation_id)):
+                if ids:
+                    await conn.execute(table.delete().where(column.in_(ids)))
+            if ids:
+                await conn.execute(t.conversations.delete().where(t.conversations.c.id.in_(ids)))
+        for conversation_id in ids:
+            self._conversation_written(conversation_id)
+        return len(ids)
+
+
+class SqliteStore(SQLStore):
+    """The embedded default: one file, WAL, full fsync; writes in this process take turns."""
+
+    dialect = "sqlite"
+
+    def _create_engine(self, url: str) -> AsyncEngine:
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(url, connect_args={"timeout": 30})
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+            # We emit BEGIN ourselves (below), so the driver must not: the pysqlite recipe.
+            dbapi_conn.isolation_level = None
+            cursor = dbapi_conn.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=FULL")  # an ack survives power loss, not just a crash
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        @event.listens_for(engine.sync_engine, "begin")
+        def _begin(conn: Any) -> None:
+            # Writers take the file lock up front: with several processes (serve --workers) a
+            # deferred BEGIN could read a conversation's last seq, then fail to upgrade its lock.
+            immediate = conn.get_execution_options().get("sqlite_immediate", False)
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+        return engine
+
+    def _begin(self) -> Any:
+        return self.engine.execution_options(sqlite_immediate=True).begin()
+
+    def _write_guard(self) -> Any:
+        # SQLite has one writer; taking turns here avoids SQLITE_BUSY on lock upgrades.
+        return self._write_lock
+
+
+class PostgresStore(SQLStore):
+    """Shared store for several hub nodes; row locks keep seqs gap-free across nodes."""
+
+    dialect = "postgresql"
+
+    def _create_engine(self, url: str) -> AsyncEngine:
+        return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True,
+                                   connect_args={"timeout": 5, "command_timeout": 30})
+
+    async def migrate(self) -> None:
+        from sqlalchemy import text
+
+        from chatserver.storage.migrate import upgrade_to_head
+
+        async with self.write() as conn:
+            # Nodes starting together on an empty database would race to create the schema
+            # (duplicate alembic_version); this lock, held until commit, makes them take turns.
+            await conn.execute(text("SELECT pg_advisory_xact_lock(7351100)"))
+            await conn.run_sync(upgrade_to_head)
+
+
+def open_store(url: str, *, batch_max: int = 256) -> SQLStore:
+    if url.startswith("sqlite"):
+        return SqliteStore(url, batch_max=batch_max)
+    if url.startswith("postgresql"):
+        return PostgresStore(url, batch_max=batch_max)
+    raise ValueError(f"unsupported database URL {url.split(':', 1)[0]!r}: use sqlite+aiosqlite or postgresql+asyncpg")
+
+
+class _NullAsyncContext:
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+
+def _alert_query() -> Any:
+    """Alerts with the flagged message's text and the chat's advisor, as the alert desk shows them."""
+    return (select(t.alerts, t.messages.c.text, t.conversations.c.advisor_id)
+            .outerjoin(t.messages, t.messages.c.id == t.alerts.c.message_id)
+            .outerjoin(t.conversations, t.conversations.c.id == t.alerts.c.conversation_id))
+
+
+def _row_dict(row: Any) -> dict[str, Any]:
+    """A plain dict with str keys (row mappings use SQLAlchemy's str subclass, which orjson refuses)."""
+    return {str(k): v for k, v in row._mapping.items()}
+
+
+def _fail(batch: list[_Append], exc: Exception) -> None:
+    for item in batch:
+        if not item.future.done():
+            item.future.set_exception(exc)
+
+
+def _versioned(kind: str) -> Any:
+    return {"kb": t.kb_versions, "rules": t.rule_versions}[kind]
+
+
+def _check_tail(cid: str | None, prev: str, expected_seq: int, heads: dict[str, Any], problems: list[str]) -> None:
+    if cid is None or cid not in heads:
+        return
+    last_seq, last_hash = heads[cid]
+    if expected_seq - 1 != last_seq or prev != last_hash:
+        problems.append(f"conversation {cid}: ends at seq {expected_seq - 1} but its head says {last_seq}")
+
+
+def _with_hash(m: StoredMessage, digest: str) -> StoredMessage:
+    from dataclasses import replace
+
+    return replace(m, hash=digest)
+
+
+def _as_duplicate(m: StoredMessage) -> StoredMessage:
+    from dataclasses import replace
+
+    return replace(m, duplicate=True)
+
+
+def _message(r: Any) -> StoredMessage:
+    return StoredMessage(
+        id=r.id, conversation_id=r.conversation_id, seq=r.seq, sender_id=r.sender_id,
+        sender_role=r.sender_role, sender_name=r.sender_name, kind=r.kind, text=r.text,
+        verdict=r.verdict, created_at=r.created_at, client_id=r.client_id, meta=r.meta, hash=r.hash,
+    )
+
+
+def _user(r: Any) -> User:
+    return User(
+        id=r.id, username=r.username, display_name=r.display_name, role=r.role,
+        customer_id=r.customer_id, groups=tuple(r.groups or ()), licences=tuple(r.licences or ()),
+        team=r.team, capacity=r.capacity, disabled=bool(r.disabled), password_hash=r.password_hash,
+    )
+
+
+def _customer(r: Any) -> Customer:
+    return Customer(
+        id=r.id, name=r.name, star=r.star, risk_level=r.risk_level, tags_risk=tuple(r.tags_risk or ()),
+        tags_qualification=tuple(r.tags_qualification or ()), tags_preference=tuple(r.tags_preference or ()),
+        tags_value=tuple(r.tags_value or ()), dedicated_advisor=r.dedicated_advisor, team=r.team,
+        phone_masked=r.phone_masked,
+    )
+
+
+def _customer_values(c: Customer, now: float) -> dict[str, Any]:
+    return {
+        "name": c.name, "star": c.star, "risk_level": c.risk_level, "tags_risk": list(c.tags_risk),
+        "tags_qualification": list(c.tags_qualification), "tags_preference": list(c.tags_preference),
+        "tags_value": list(c.tags_value), "dedicated_advisor": c.dedicated_advisor, "team": c.team,
+        "phone_masked": c.phone_masked, "updated_at": now,
+    }
+
+
+def _conversation(r: Any) -> Conversation:
+    return Conversation(
+        id=r.id, investor_id=r.investor_id, channel=r.channel, state=r.state, customer_id=r.customer_id,
+        group_name=r.group_name, advisor_id=r.advisor_id, intent=r.intent, bot_state=r.bot_state,
+        last_seq=r.last_seq, legal_hold=bool(r.legal_hold), created_at=r.created_at,
+        updated_at=r.updated_at, closed_at=r.closed_at,
+    )

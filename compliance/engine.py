@@ -1,0 +1,934 @@
+"""The compliance engine: one Aho–Corasick automaton over folded text, built once, then read-only.
+
+``ComplianceEngine.check`` folds a message once, scans it, and only on a hit maps spans back to
+the original text, applies exceptions and negation scope, scores intent and suitability.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+import ahocorasick
+
+from compliance.intent import CUES, Cue, score_intent
+from compliance.normalize import (
+    CLAUSE_BREAKS,
+    CLAUSE_MARK,
+    Normaliser,
+    collapse_repeats,
+    default_normaliser,
+)
+from compliance.personal_data import VALIDATORS, digit_fold_table, mask_digits
+from compliance.products import ProductCatalog, customer_level
+from compliance.rules import ROLES, Rule, RuleSet, Tier
+from compliance.variants import LEFT, RIGHT, default_homophones, term_variants
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """One finding; ``start``/``end`` index the ORIGINAL text of the checked message."""
+
+    rule_id: str
+    category: str
+    tier: Tier
+    start: int
+    end: int
+    matched: str
+    in_previous: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    tier: Tier
+    hits: tuple[Hit, ...]
+    masked_text: str
+    hold: bool
+
+    @property
+    def blocked(self) -> bool:
+        return self.tier is Tier.BLOCK
+
+    @property
+    def categories(self) -> frozenset[str]:
+        return frozenset(h.category for h in self.hits)
+
+
+# Payload kinds stored in the automaton.
+_TERM, _FIRST, _SECOND, _EXC, _CUE, _PRODUCT = range(6)
+
+# Negation scope: a negator directly before the matched term, with at most a few filler words
+# between (不承诺保本, 无法对收益作任何保证), and no clause punctuation in the original between.
+_NEGATORS = (
+    "不",
+    "没",
+    "无",
+    "未",
+    "非",
+    "别",
+    "勿",
+    "莫",
+    "禁止",
+    "严禁",
+    "谨防",
+    "警惕",
+    "防范",
+    "杜绝",
+    "拒绝",
+    "切勿",
+    "从未",
+    "绝非",
+    "并非",
+    "远离",
+    "小心",
+    "识别",
+    "揭露",
+    "举报",
+    "打击",
+    "反对",
+    "不存在",
+    "没有",
+    "不是",
+    "无法",
+    "难以",
+    "谁也不",
+    "没人",
+)
+_NOT_NEGATING = (
+    "不用担心",
+    "不用怕",
+    "不用急",
+    "不用说",
+    "不用多说",
+    "不用想",
+    "不用犹豫",
+    "不必担心",
+    "不要担心",
+    "不要怕",
+    "不要犹豫",
+    "不要错过",
+    "别担心",
+    "别怕",
+    "别犹豫",
+    "别错过",
+    "别人",
+    "别的",
+    "不错",
+    "不少",
+    "不过",
+    "不仅",
+    "不但",
+    "不管",
+    "不论",
+    "不久",
+    "不然",
+    "不怕",
+    "不愧",
+    "不妨",
+    "不停",
+    "不断",
+    "不到",
+    "不容错过",
+    "不可错过",
+    "没事",
+    "没关系",
+    "没问题",
+    "没毛病",
+    "没跑",
+    "没多久",
+    "无论",
+    "无须担心",
+    "无需担心",
+    "无忧",
+    "无风险",
+    "无敌",
+    "无限",
+    "无比",
+    "无数",
+    "非常",
+    "未来",
+    "莫名",
+    "不赔",
+    "不亏",
+    "没得说",
+    "不一般",
+    "不得了",
+    "不可思议",
+    "不同",
+    "小心点",
+    "无非",
+    "无疑",
+    "毫无疑问",
+)
+_FILLERS = (
+    "是",
+    "会",
+    "能",
+    "能够",
+    "可",
+    "可以",
+    "敢",
+    "得",
+    "要",
+    "去",
+    "对",
+    "向",
+    "给",
+    "您",
+    "你",
+    "客户",
+    "投资者",
+    "任何",
+    "一定",
+    "做",
+    "作",
+    "作出",
+    "做出",
+    "承诺",
+    "保证",
+    "提供",
+    "所谓",
+    "号称",
+    "声称",
+    "宣称",
+    "谎称",
+    "打着",
+    "的",
+    "有",
+    "什么",
+    "存在",
+    "说",
+    "形式",
+    "绝对",
+    "敢于",
+    "轻信",
+    "相信",
+    "各种",
+    "那些",
+    "这种",
+    "此类",
+    "以",
+    "为",
+    "对外",
+    "对您",
+    "诱导",
+    "宣传",
+    "承诺或",
+    "保证或",
+    "或",
+    "和",
+    "及",
+    "也",
+    "都",
+    "就",
+    "再",
+    "这样",
+)
+_NEG_WINDOW = 12
+_NEGATOR_RE = re.compile(
+    "(?=(?:" + "|".join(re.escape(n) for n in sorted(_NEGATORS, key=len, reverse=True)) + "))"
+)
+# Where a negator could start: a plain character class, which re scans for in C far faster than
+# the lookahead alternation; every candidate is then confirmed with _NEGATOR_RE.match.
+_NEGATOR_FIRST = re.compile("[" + "".join(sorted({re.escape(n[0]) for n in _NEGATORS})) + "]")
+_CLAUSE_BREAKS = frozenset(CLAUSE_BREAKS)
+_TAIL_CHARS = 48  # original characters kept from each previous message for the split window
+_PREVIOUS_MESSAGES = 2
+# Gate for validated regex rules: every validator needs at least 11 digits (mobile 11, bank card
+# 16-19, ID card 17 + check digit), and the separators the patterns allow (spaces, hyphens,
+# invisible code points) are all dropped by folding, so a real match leaves a run of 11 ASCII
+# digits in the folded text. Digits folding leaves non-ASCII (Arabic-Indic...) always pass.
+# Written to start with \d so re skips to the first digit in C (an alternation of [0-9]{11} and
+# a lookahead has no such prefix and costs four times as much).
+_DIGIT_RUN = re.compile(r"\d(?:(?<=[0-9])[0-9]{10}|(?<![0-9]))")
+_KEEP_DIGITS = {"luhn": (4, 4), "id_card": (6, 4), "mobile": (3, 4)}
+
+_ROLE_INDEX = {role: i for i, role in enumerate(ROLES)}
+# Entries kept for every role: they only refine hits of active rules, or are role-free.
+_ROLELESS = frozenset({_EXC, _CUE, _PRODUCT})
+# Bit layout of a key mask: flags, then one bit per cue class, then one bit per rule for near
+# "first" groups, then one per rule for "second" groups.
+_ANY_TERM = 1
+_ANY_PRODUCT = 2
+_CUE_SHIFT = 2
+_CUE_FULL = (1 << len(CUES)) - 1
+_FIRST_SHIFT = _CUE_SHIFT + len(CUES)
+
+_SAME_CLAUSE = frozenset({"certain+gain", "gain+assure"})
+_INTENT_RULE = {"promise_returns": "INTENT-PROMISE", "inducing_trades": "INTENT-INDUCE"}
+
+
+@dataclass(frozen=True, slots=True)
+class _RegexRule:
+    index: int
+    pattern: re.Pattern[str]
+    validator: str | None
+
+
+class ComplianceEngine:
+    """Immutable after ``__init__``; safe to share between threads and swap atomically."""
+
+    __slots__ = (
+        "rules",
+        "products",
+        "intent_tier",
+        "suitability_tier",
+        "key_count",
+        "_fold",
+        "_norm",
+        "_automaton",
+        "_rules",
+        "_active",
+        "_regex",
+        "_regex_by_role",
+        "_regex_ungated",
+        "_near_count",
+        "_frozen",
+    )
+
+    def __init__(
+        self,
+        rules: RuleSet | Sequence[Rule],
+        products: ProductCatalog | None = None,
+        *,
+        intent_tier: Tier | None = Tier.WARN,
+        suitability_tier: Tier = Tier.WARN,
+        normaliser: Normaliser | None = None,
+    ) -> None:
+        self.rules = rules if isinstance(rules, RuleSet) else RuleSet(rules)
+        self.products = products if products is not None else ProductCatalog()
+        self.intent_tier = intent_tier
+        self.suitability_tier = suitability_tier
+        self._norm = normaliser or default_normaliser()
+        self._fold = self._norm.fold
+        self._rules: tuple[Rule, ...] = tuple(self.rules)
+        self._active = MappingProxyType(
+            {role: tuple(role in r.roles for r in self._rules) for role in ROLES}
+        )
+        keys: dict[str, dict[tuple[int, int, int], None]] = {}
+
+        def add(key: str, entry: tuple[int, int, int]) -> None:
+            if key:
+                keys.setdefault(key, {})[entry] = None
+
+        homophones = default_homophones()
+        regex: list[_RegexRule] = []
+        for index, rule in enumerate(self._rules):
+            groups: list[tuple[int, tuple[str, ...]]] = []
+            if rule.terms:
+                groups.append((_TERM, rule.terms))
+            elif rule.near is not None:
+                groups += [(_FIRST, rule.near.first), (_SECOND, rule.near.second)]
+            else:
+                assert rule.regex is not None
+                regex.append(_RegexRule(index, re.compile(rule.regex), rule.validator))
+            for kind, terms in groups:
+                for term in terms:
+                    folded = self._fold(term)
+                    for variant in term_variants(
+                        folded,
+                        homophones=homophones if rule.homophones else None,
+                        initials=rule.initials and kind == _TERM,
+                        fold=self._fold,
+                    ):
+                        add(variant.key, (kind, index, variant.edges))
+            for exc in rule.exceptions:
+                add(self._fold(exc), (_EXC, index, False))
+        for cls_index, cls in enumerate(CUES):
+            for word in CUES[cls]:
+                add(self._fold(word), (_CUE, cls_index, False))
+        for p_index, product in enumerate(self.products):
+            for name in product.names:
+                add(self._fold(name), (_PRODUCT, p_index, False))
+        automaton = ahocorasick.Automaton()
+        active_by_role = [self._active[role] for role in ROLES]
+        # Near rules get compact ordinals so key masks stay small ints however many rules exist.
+        near_ordinal = {
+            index: n for n, index in enumerate(i for i, r in enumerate(self._rules) if r.near)
+        }
+        self._near_count = len(near_ordinal)
+        for key, entries in keys.items():
+            per_role = [
+                tuple(e for e in entries if e[0] in _ROLELESS or active[e[1]])
+                for active in active_by_role
+            ]
+            automaton.add_word(
+                key,
+                (
+                    len(key),
+                    tuple(_key_mask(kept, near_ordinal) for kept in per_role),
+                    tuple(_key_payload(kept) for kept in per_role),
+                ),
+            )
+        if keys:
+            automaton.make_automaton()
+        self._automaton = automaton
+        self.key_count = len(keys)
+        self._regex = tuple(regex)
+        self._regex_by_role = tuple(
+            tuple(rx for rx in self._regex if self._active[role][rx.index]) for role in ROLES
+        )
+        # Roles with a regex rule that has no validator, which the digit gate cannot skip.
+        self._regex_ungated = tuple(
+            any(rx.validator is None for rx in rules) for rules in self._regex_by_role
+        )
+        self._frozen = True
+
+    def __setattr__(self, name: str, value: object) -> None:
+        # The hub shares one engine across tasks and swaps whole engines on rule changes;
+        # mutating one in place would race with checks in flight.
+        if getattr(self, "_frozen", False):
+            raise AttributeError(f"ComplianceEngine is immutable (tried to set {name!r})")
+        object.__setattr__(self, name, value)
+
+    # -- public -----------------------------------------------------------------------------
+
+    def check(
+        self,
+        text: str,
+        role: str,
+        previous: Sequence[str] = (),
+        customer_risk: str | None = None,
+    ) -> Verdict:
+        """Judge one message. ``previous``: the sender's earlier messages, most recent last."""
+        if role not in ROLES:
+            raise ValueError(f"role must be one of {ROLES}, got {role!r}")
+        level = customer_level(customer_risk) if customer_risk is not None else None
+        fold = self._fold
+        folded, marked = self._norm.fold_pair(text)
+        boundary = 0
+        scan = folded
+        if previous:
+            tail = "".join(fold(p[-_TAIL_CHARS:]) for p in previous[-_PREVIOUS_MESSAGES:])
+            if tail:
+                scan = tail + folded
+                boundary = len(tail)
+        role_index = _ROLE_INDEX[role]
+        found_keys = list(self._automaton.iter(scan)) if self.key_count else []
+        acc = 0
+        for _, value in found_keys:
+            acc |= value[1][role_index]
+        cue_mask = (acc >> _CUE_SHIFT) & _CUE_FULL
+        near_count = self._near_count
+        near_pairs = (acc >> _FIRST_SHIFT) & (acc >> (_FIRST_SHIFT + near_count))
+        near_pairs &= (1 << near_count) - 1
+        found = None
+        worth = bool(acc & _ANY_TERM) or bool(near_pairs)
+        if not worth and role != "investor" and cue_mask:
+            found = _Found(cue_mask, bool(acc & _ANY_PRODUCT))
+            worth = found.intent_possible(level)
+        regex_hits: list[Hit] = []
+        masks: list[tuple[int, int, int, int]] = []
+        if self._regex_by_role[role_index] and (
+            self._regex_ungated[role_index] or _DIGIT_RUN.search(folded) is not None
+        ):
+            self._scan_regex(text, folded, role_index, regex_hits, masks)
+        if not regex_hits and not worth:
+            return Verdict(Tier.PASS, (), text, False)
+        if found is None:
+            found = _Found(cue_mask, bool(acc & _ANY_PRODUCT))
+        found.expand(
+            found_keys,
+            role_index,
+            near=bool(near_pairs),
+            intent=role != "investor" and found.intent_possible(level),
+        )
+        hits = _Evaluation(self, text, scan, boundary, role, level, marked).run(found)
+        hits.extend(regex_hits)
+        if not hits:
+            return Verdict(Tier.PASS, (), text, False)
+        hits = _merge_overlaps(hits)
+        tier = max(h.tier for h in hits)
+        by_id = self.rules.get
+        hold = False
+        for h in hits:
+            if h.tier is Tier.BLOCK:
+                rule = by_id(h.rule_id)
+                hold = hold or bool(rule and rule.hold)
+        masked = mask_digits(text, masks) if masks else text
+        return Verdict(tier, tuple(hits), masked, hold)
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _scan_regex(
+        self,
+        text: str,
+        folded: str,
+        role_index: int,
+        hits: list[Hit],
+        masks: list[tuple[int, int, int, int]],
+    ) -> None:
+        digit_text: str | None = None
+        has_digit_run: bool | None = None
+        taken: list[tuple[int, int]] = []
+        for rx in self._regex_by_role[role_index]:
+            if rx.validator is not None:
+                # Cheap gate: validated rules all need a digit run, found in the folded text.
+                if has_digit_run is None:
+                    has_digit_run = _DIGIT_RUN.search(folded) is not None
+                if not has_digit_run:
+                    continue
+                if digit_text is None:
+                    digit_text = text.translate(digit_fold_table())
+                subject = digit_text
+            else:
+                subject = text
+            rule = self._rules[rx.index]
+            for m in rx.pattern.finditer(subject):
+                start, end = m.span()
+                if start == end or any(s < end and start < e for s, e in taken):
+                    continue
+                if rx.validator is not None:
+                    digits = "".join(c for c in m.group() if c.isdigit() or c in "xX")
+                    if not VALIDATORS[rx.validator](digits):
+                        continue
+                taken.append((start, end))
+                hits.append(
+                    Hit(rule.id, rule.category, rule.tier, start, end, text[start:end], False)
+                )
+                if rule.category == "personal_data":
+                    head, tail = _KEEP_DIGITS.get(rx.validator or "", (0, 4))
+                    masks.append((start, end, head, tail))
+
+
+_CUE_BIT = {name: 1 << i for i, name in enumerate(CUES)}
+# Cue-class combinations that can produce an intent finding (see intent.score_intent).
+_INTENT_COMBOS = tuple(
+    _CUE_BIT[a] | _CUE_BIT[b]
+    for a, b in (
+        ("certain", "gain"),
+        ("gain", "assure"),
+        ("lead", "gain"),
+        ("lead", "certain"),
+        ("lead", "urge"),
+        ("urge", "gain"),
+        ("urge", "certain"),
+    )
+)
+
+
+def _key_mask(entries: tuple[tuple[int, int, int], ...], near_ordinal: dict[int, int]) -> int:
+    """One int summarising a key for a role: OR-ed over a message, it tells ``check`` whether
+    anything needs a closer look (see _ANY_TERM, _CUE_SHIFT, _FIRST_SHIFT)."""
+    mask = 0
+    for kind, index, _ in entries:
+        if kind == _TERM:
+            mask |= _ANY_TERM
+        elif kind == _PRODUCT:
+            mask |= _ANY_PRODUCT
+        elif kind == _CUE:
+            mask |= 1 << (_CUE_SHIFT + index)
+        elif kind == _FIRST:
+            mask |= 1 << (_FIRST_SHIFT + near_ordinal[index])
+        elif kind == _SECOND:
+            mask |= 1 << (_FIRST_SHIFT + len(near_ordinal) + near_ordinal[index])
+    return mask
+
+
+# Per key and role, its entries grouped by kind so a scan does no per-entry dispatch:
+# terms (rule, latin edges), near halves (kind, rule, edges), exception rules, cue classes,
+# products.
+_Payload = tuple[
+    tuple[tuple[int, int], ...],
+    tuple[tuple[int, int, int], ...],
+    tuple[int, ...],
+    tuple[int, ...],
+    tuple[int, ...],
+]
+
+
+def _key_payload(entries: tuple[tuple[int, int, int], ...]) -> _Payload | None:
+    if not entries:
+        return None
+    return (
+        tuple((index, token) for kind, index, token in entries if kind == _TERM),
+        tuple(e for e in entries if e[0] in (_FIRST, _SECOND)),
+        tuple(index for kind, index, _ in entries if kind == _EXC),
+        tuple(index for kind, index, _ in entries if kind == _CUE),
+        tuple(index for kind, index, _ in entries if kind == _PRODUCT),
+    )
+
+
+class _Found:
+    """What the automaton found in one scan, grouped by payload kind."""
+
+    __slots__ = (
+        "terms",
+        "firsts",
+        "seconds",
+        "exceptions",
+        "cues",
+        "cue_mask",
+        "products",
+        "any_product",
+    )
+
+    def __init__(self, cue_mask: int, any_product: bool) -> None:
+        self.terms: list[tuple[int, int, int, int]] = []
+        self.firsts: dict[int, list[tuple[int, int, int]]] = {}
+        self.seconds: dict[int, list[tuple[int, int, int]]] = {}
+        self.exceptions: dict[int, list[tuple[int, int]]] = {}
+        self.cues: list[tuple[int, int, int]] = []
+        self.cue_mask = cue_mask
+        self.any_product = any_product
+        self.products: list[tuple[int, int, int]] = []
+
+    def expand(
+        self,
+        found_keys: list[tuple[int, tuple[int, tuple[int, ...], tuple[_Payload | None, ...]]]],
+        role_index: int,
+        *,
+        near: bool,
+        intent: bool,
+    ) -> None:
+        """Group the scan's payloads; near groups only if some rule has both halves, cues and
+        products only if intent or suitability can come of them (known from the key masks)."""
+        terms, cues, products = self.terms, self.cues, self.products
+        firsts, seconds, exceptions = self.firsts, self.seconds, self.exceptions
+        for last, (length, _, payloads) in found_keys:
+            payload = payloads[role_index]
+            if payload is None:
+                continue
+            end = last + 1
+            start = end - length
+            key_terms, key_near, key_exceptions, key_cues, key_products = payload
+            for index, token in key_terms:
+                terms.append((index, start, end, token))
+            for index in key_exceptions:
+                exceptions.setdefault(index, []).append((start, end))
+            if near:
+                for kind, index, token in key_near:
+                    spans = firsts if kind == _FIRST else seconds
+                    spans.setdefault(index, []).append((start, end, token))
+            if intent:
+                for index in key_cues:
+                    cues.append((index, start, end))
+                for index in key_products:
+                    products.append((index, start, end))
+
+    def intent_possible(self, level: int | None) -> bool:
+        mask = self.cue_mask
+        if any(mask & combo == combo for combo in _INTENT_COMBOS):
+            return True
+        return level is not None and self.any_product and bool(mask & _CUE_BIT["recommend"])
+
+
+class _Evaluation:
+    """Per-call working state for one message: exceptions, negation, spans, intent."""
+
+    __slots__ = (
+        "engine",
+        "text",
+        "scan",
+        "boundary",
+        "role",
+        "level",
+        "marked",
+        "_offsets",
+        "_segment_ends",
+        "_negator_starts",
+        "_negated_at",
+    )
+
+    def __init__(
+        self,
+        engine: ComplianceEngine,
+        text: str,
+        scan: str,
+        boundary: int,
+        role: str,
+        level: int | None,
+        marked: str,
+    ) -> None:
+        self.engine = engine
+        self.marked = marked
+        self.text = text
+        self.scan = scan
+        self.boundary = boundary
+        self.role = role
+        self.level = level
+        self._offsets: list[int] | None = None
+        self._segment_ends: list[int] | None = None
+        self._negator_starts: list[int] | None = None
+        # Many rules (and their variants) hit at the same place; scope is a property of the place.
+        self._negated_at: dict[int, bool] = {}
+
+    @property
+    def offsets(self) -> list[int]:
+        if self._offsets is None:
+            folded, offsets = self.engine._norm.fold_with_offsets(self.text)
+            # Defensive: the lazy map must describe exactly the string that was scanned.
+            if folded != self.scan[self.boundary :]:
+                raise AssertionError("fold and fold_with_offsets disagree")
+            self._offsets = offsets
+        return self._offsets
+
+    def run(self, found: _Found) -> list[Hit]:
+        rules = self.engine._rules
+        terms, firsts, seconds = found.terms, found.firsts, found.seconds
+        exceptions, cues, products = found.exceptions, found.cues, found.products
+        hits: list[Hit] = []
+        seen: set[tuple[str, int, int]] = set()
+
+        def emit(rule: Rule, start: int, end: int) -> None:
+            hit = self._hit(rule.id, rule.category, rule.tier, start, end)
+            if hit is not None and (hit.rule_id, hit.start, hit.end) not in seen:
+                seen.add((hit.rule_id, hit.start, hit.end))
+                hits.append(hit)
+
+        for index, start, end, token in terms:
+            if end <= self.boundary:
+                continue
+            if self._suppressed(index, start, end, token, exceptions):
+                continue
+            emit(rules[index], start, end)
+        for index, first_spans in firsts.items():
+            second_spans = seconds.get(index)
+            if not second_spans:
+                continue
+            rule = rules[index]
+            assert rule.near is not None
+            within = rule.near.within
+            for fs, fe, ftok in first_spans:
+                matched = False
+                for ss, se, stok in second_spans:
+                    if (fs, fe) == (ss, se) or max(fe, se) <= self.boundary:
+                        continue
+                    gap = max(fs, ss) - min(fe, se)
+                    if gap > within:
+                        continue
+                    if self._suppressed(index, fs, fe, ftok, exceptions) or self._suppressed(
+                        index, ss, se, stok, exceptions
+                    ):
+                        continue
+                    emit(rule, min(fs, ss), max(fe, se))
+                    matched = True
+                    break
+                if matched:
+                    break
+        if self.role != "investor" and found.intent_possible(self.level):
+            self._intent_and_suitability(cues, products, hits, emit_seen=seen)
+        return hits
+
+    # -- pieces ---------------------------------------------------------------------------
+
+    def _suppressed(
+        self,
+        index: int,
+        start: int,
+        end: int,
+        token: int,
+        exceptions: dict[int, list[tuple[int, int]]],
+    ) -> bool:
+        for es, ee in exceptions.get(index, ()):
+            if es < end and start < ee:
+                return True
+        if token and not self._latin_edges_ok(start, end, token):
+            return True
+        return self._negated(start)
+
+    def _latin_edges_ok(self, start: int, end: int, edges: int) -> bool:
+        """The checked ends of a latin key do not run on into other latin letters or digits."""
+        offsets = self.offsets
+        text = self.text
+        fold_char = self.engine._norm.fold_char
+        if edges & LEFT and start >= self.boundary:
+            first = offsets[start - self.boundary]
+            before = fold_char(text[first - 1]) if first > 0 else ""
+            if before[-1:].isascii() and before[-1:].isalnum():
+                return False
+        if edges & RIGHT:
+            last = offsets[end - 1 - self.boundary]
+            after = fold_char(text[last + 1]) if last + 1 < len(text) else ""
+            if after[:1].isascii() and after[:1].isalnum():
+                return False
+        return True
+
+    def _negated(self, start: int) -> bool:
+        """Is the term at ``start`` inside the scope of a negator (a disclaimer)?
+
+        The nearest negator within ``_NEG_WINDOW`` folded characters before the term counts if
+        no clause punctuation separates them in the original and it is not an idiom that
+        negates nothing here (不用担心, 不过, 没问题, 无风险) or an A-not-A question (是不是).
+        """
+        known = self._negated_at.get(start)
+        if known is not None:
+            return known
+        scan = self.scan
+        lo = max(self.boundary if start >= self.boundary else 0, start - _NEG_WINDOW)
+        starts = self._negator_starts
+        if starts is None:
+            # One scan of the whole message for every place a negator could start; each term
+            # then looks only at the few candidates in its window.
+            starts = self._negator_starts = [m.start() for m in _NEGATOR_FIRST.finditer(scan)]
+        result = False
+        for index in range(bisect.bisect_right(starts, start - 1) - 1, -1, -1):
+            pos = starts[index]
+            if pos < lo:
+                break
+            # Same tests as on the slice scan[lo:start]: the negator and any idiom must end
+            # before the term, and an A-not-A question needs a character on both sides.
+            if _NEGATOR_RE.match(scan, pos, start) is None:
+                continue
+            if scan.startswith(_NOT_NEGATING, pos, start):
+                continue
+            if lo < pos < start - 1 and scan[pos - 1] == scan[pos + 1]:
+                continue
+            result = not self._clause_break(pos, start)
+            break
+        self._negated_at[start] = result
+        return result
+
+    def _clause_break(self, start: int, end: int) -> bool:
+        """Clause punctuation in the original text between folded positions start and end."""
+        if start < self.boundary:
+            return True
+        if self._segment_ends is None:
+            marked = self.marked
+            current_len = len(self.scan) - self.boundary
+            if len(marked) - marked.count(CLAUSE_MARK) != current_len:
+                # Han repeats were collapsed in the scan; collapse them here too.
+                marked = collapse_repeats(marked)
+            if marked.replace(CLAUSE_MARK, "") == self.scan[self.boundary :]:
+                self._segment_ends = list(itertools.accumulate(map(len, marked.split(CLAUSE_MARK))))
+            else:
+                self._segment_ends = []
+        ends = self._segment_ends
+        a, b = start - self.boundary, end - self.boundary
+        if ends:
+            return bisect.bisect_right(ends, a) != bisect.bisect_right(ends, b)
+        offsets = self.offsets
+        o_start = offsets[a]
+        o_end = offsets[b] if b < len(offsets) else len(self.text)
+        return any(c in _CLAUSE_BREAKS for c in self.text[o_start:o_end])
+
+    def _hit(self, rule_id: str, category: str, tier: Tier, start: int, end: int) -> Hit | None:
+        """Map a folded span of the scan string back to the original text of this message."""
+        if end <= self.boundary:
+            return None
+        in_previous = start < self.boundary
+        offsets = self.offsets
+        first = offsets[max(start - self.boundary, 0)]
+        last = offsets[end - 1 - self.boundary]
+        return Hit(
+            rule_id, category, tier, first, last + 1, self.text[first : last + 1], in_previous
+        )
+
+    def _intent_and_suitability(
+        self,
+        raw_cues: list[tuple[int, int, int]],
+        products: list[tuple[int, int, int]],
+        hits: list[Hit],
+        emit_seen: set[tuple[str, int, int]],
+    ) -> None:
+        names = list(CUES)
+        kept = [
+            (names[cls], start, end)
+            for cls, start, end in raw_cues
+            if end > self.boundary or names[cls] in ("lead", "certain", "urge")
+        ]
+        # Negation scope is costly; only work it out when cues could form a finding at all.
+        optimistic = (
+            score_intent([Cue(c, s, e, False) for c, s, e in kept], self.scan)
+            if self.engine.intent_tier is not None
+            else []
+        )
+        suitability = self.level is not None and bool(products)
+        if not optimistic and not suitability:
+            return
+        cues = [Cue(c, s, e, self._negated(s)) for c, s, e in kept]
+        engine = self.engine
+        for finding in score_intent(cues, self.scan) if optimistic else ():
+            if finding.end <= self.boundary:
+                continue
+            # Certainty and gain in different clauses are about different things (肯定的，收益…).
+            if finding.reason in _SAME_CLAUSE and self._clause_break(
+                max(finding.start, self.boundary), finding.end - 1
+            ):
+                continue
+            # An intent finding duplicates a literal hit of the same category over the same text.
+            if any(
+                h.category == finding.category and h.start <= self._orig(finding.start)
+                for h in hits
+                if h.end >= self._orig_end(finding.end)
+            ):
+                continue
+            assert engine.intent_tier is not None
+            hit = self._hit(
+                _INTENT_RULE[finding.category],
+                finding.category,
+                engine.intent_tier,
+                finding.start,
+                finding.end,
+            )
+            if hit is not None and (hit.rule_id, hit.start, hit.end) not in emit_seen:
+                emit_seen.add((hit.rule_id, hit.start, hit.end))
+                hits.append(hit)
+        if self.level is None or not products:
+            return
+        current = [c for c in cues if c.start >= self.boundary]
+        recommends = [c for c in current if c.cls == "recommend"]
+        if not recommends or any(c.negated for c in recommends):
+            return
+        if any(c.cls == "unsuitable" for c in current):
+            return
+        for p_index, start, end in products:
+            if start < self.boundary:
+                continue
+            product = engine.products[p_index]
+            if product.risk > self.level:
+                hit = self._hit(
+                    f"SUIT-R{product.risk}-C{self.level}",
+                    "suitability",
+                    engine.suitability_tier,
+                    start,
+                    end,
+                )
+                if hit is not None and (hit.rule_id, hit.start, hit.end) not in emit_seen:
+                    emit_seen.add((hit.rule_id, hit.start, hit.end))
+                    hits.append(hit)
+
+    def _orig(self, start: int) -> int:
+        return self.offsets[max(start - self.boundary, 0)]
+
+    def _orig_end(self, end: int) -> int:
+        return self.offsets[end - 1 - self.boundary] + 1
+
+
+def _merge_overlaps(hits: list[Hit]) -> list[Hit]:
+    """One hit per rule per region: overlapping spans of the same rule become their union."""
+    hits.sort(key=lambda h: (h.rule_id, h.start, -h.end))
+    merged: list[Hit] = []
+    for h in hits:
+        last = merged[-1] if merged else None
+        if last is not None and last.rule_id == h.rule_id and h.start < last.end:
+            if h.end > last.end:
+                # Extend the span; keep matched consistent with the new span.
+                text_end = last.matched + h.matched[last.end - h.start :]
+                merged[-1] = Hit(
+                    last.rule_id,
+                    last.category,
+                    last.tier,
+                    last.start,
+                    h.end,
+                    text_end,
+                    last.in_previous or h.in_previous,
+                )
+            continue
+        merged.append(h)
+    merged.sort(key=lambda h: (h.start, -h.tier, h.rule_id))
+    return merged
+
+
+def engine_summary(engine: ComplianceEngine) -> dict[str, Any]:
+    """Figures for logs and the admin UI."""
+    return {
+        "rules": len(engine.rules),
+        "keys": engine.key_count,
+        "products": len(engine.products),
+    }

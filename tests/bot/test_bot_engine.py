@@ -1,0 +1,219 @@
+"""Bot decisions: retrieval, thresholds, handoff triggers, suggestions, suitability, intents,
+state, and bad input."""
+
+from dataclasses import replace
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bot import RISK_DISCLAIMER, Bot, BotConfig, BotState, KBEntry, KnowledgeBase
+
+FRESH = BotState()
+
+
+def test_retrieval_finds_entry_through_typos_script_and_wording(demo_bot: Bot) -> None:
+    assert demo_bot.rank("股市幾點開盤")[0].entry.id == "trd_hours"
+    assert demo_bot.rank("打新要多少市值")[0].entry.id == "ipo_quota"
+    # homophone typo: 开护 (kāi hù) for 开户
+    assert demo_bot.rank("网上怎么开护")[0].entry.category == "account"
+    assert demo_bot.rank("forgot password 怎么办")[0].entry.category == "password_app"
+
+
+def test_confident_match_is_answered_and_resets_misses(demo_bot: Bot) -> None:
+    reply = demo_bot.respond("A股交易时间是几点", BotState(misses=1), "C3")
+    assert reply.action == "answer"
+    assert reply.entry_id == "trd_hours"
+    assert reply.confidence >= demo_bot.config.answer_threshold
+    assert "9:30" in reply.text
+    assert reply.intent == "trading" and reply.handoff_reason is None
+    assert reply.state == BotState(
+        misses=0, last_intent="trading", last_entry_id="trd_hours", turns=1
+    )
+
+
+def test_thresholds_decide_between_answer_suggest_and_handoff(demo_bot: Bot) -> None:
+    text = "A股交易时间是几点"
+    conf = demo_bot.respond(text, FRESH, "C3").confidence
+    just_above = demo_bot.with_config(replace(demo_bot.config, answer_threshold=conf + 0.01))
+    suggest = just_above.respond(text, FRESH, "C3")
+    assert suggest.action == "suggest"
+    assert suggest.suggestions[0].entry_id == "trd_hours"
+    assert 1 <= len(suggest.suggestions) <= 3
+    assert suggest.state.misses == 1
+    too_high = demo_bot.with_config(
+        replace(demo_bot.config, answer_threshold=1.5, suggest_threshold=conf + 0.01)
+    )
+    handoff = too_high.respond(text, FRESH, "C3")
+    assert handoff.action == "handoff" and handoff.handoff_reason == "low_confidence"
+
+
+def test_repeated_misses_hand_over(demo_bot: Bot) -> None:
+    strict = demo_bot.with_config(replace(demo_bot.config, answer_threshold=1.5))
+    first = strict.respond("A股交易时间是几点", FRESH, None)
+    assert first.action == "suggest"
+    second = strict.respond("A股交易时间是几点", first.state, None)
+    assert second.action == "handoff" and second.handoff_reason == "repeated_miss"
+    assert second.state.misses == 0
+
+
+@pytest.mark.parametrize(
+    "text", ["转人工", "我要人工客服", "轉人工服務", "找真人", "human agent please", "人工服务"]
+)
+def test_explicit_requests_hand_over(demo_bot: Bot, text: str) -> None:
+    reply = demo_bot.respond(text, FRESH, "C3")
+    assert reply.action == "handoff" and reply.handoff_reason == "explicit"
+
+
+def test_ai_mention_is_not_a_human_request(demo_bot: Bot) -> None:
+    assert (
+        demo_bot.respond("你们用的人工智能吗 A股交易时间是几点", FRESH, "C3").handoff_reason
+        != "explicit"
+    )
+
+
+@pytest.mark.parametrize(
+    "text", ["骗子公司，把钱退回来", "你们这破系统垃圾死了", "气死我了我要投诉"]
+)
+def test_negative_sentiment_hands_over_to_complaints(demo_bot: Bot, text: str) -> None:
+    reply = demo_bot.respond(text, FRESH, "C3")
+    assert reply.action == "handoff" and reply.handoff_reason == "negative_sentiment"
+    assert reply.intent == "complaints"
+
+
+def test_neutral_complaint_question_still_gets_answer(demo_bot: Bot) -> None:
+    reply = demo_bot.respond("投诉电话是多少", FRESH, "C3")
+    assert reply.action != "handoff"
+
+
+def test_personal_account_requests_hand_over(demo_bot: Bot) -> None:
+    reply = demo_bot.respond("帮我查一下我的佣金是多少", FRESH, "C3")
+    assert reply.action == "handoff" and reply.handoff_reason == "personal"
+    assert reply.intent == "fees"
+
+
+@pytest.mark.parametrize("text", ["", "   \n\t", "😀😀😀", "！？。。。"])
+def test_empty_messages_get_a_prompt_then_handoff(demo_bot: Bot, text: str) -> None:
+    first = demo_bot.respond(text, FRESH, None)
+    assert first.action == "suggest" and first.text and first.entry_id is None
+    assert first.handoff_reason is None and first.state.misses == 1
+    second = demo_bot.respond(text, first.state, None)
+    assert second.action == "handoff" and second.handoff_reason == "empty"
+
+
+@pytest.mark.parametrize("text", ["你好", "在吗？", "您好，请问"])
+def test_greeting_only_gets_the_prompt(demo_bot: Bot, text: str) -> None:
+    reply = demo_bot.respond(text, FRESH, None)
+    assert reply.action == "suggest" and reply.suggestions == () and "您好" in reply.text
+    assert reply.state.misses == 1
+
+
+def test_very_long_and_mixed_language_messages(demo_bot: Bot) -> None:
+    long_text = "请问A股交易时间是几点" + "啊" * 10_000
+    reply = demo_bot.respond(long_text, FRESH, "C3")
+    assert reply.entry_id in (None, "trd_hours")
+    mixed = demo_bot.respond("How do I reset my 交易密码? thanks", FRESH, "C3")
+    assert mixed.intent == "password_app"
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.text(max_size=300))
+def test_respond_never_crashes(text: str) -> None:
+    bot = _SHARED["bot"]
+    reply = bot.respond(text, FRESH, None)
+    assert reply.action in ("answer", "suggest", "handoff")
+    assert 0.0 <= reply.confidence <= 1.0 and reply.text
+
+
+_SHARED: dict[str, Bot] = {}
+
+
+@pytest.fixture(autouse=True)
+def _share_bot(demo_bot: Bot) -> None:
+    _SHARED["bot"] = demo_bot
+
+
+def test_suitability_guard_blocks_product_above_tolerance(demo_bot: Bot) -> None:
+    text = "雪球结构产品是什么风险大吗"
+    assert demo_bot.rank(text)[0].entry.id == "wlt_structured_product"  # R5
+    blocked = demo_bot.respond(text, FRESH, "C3")
+    assert blocked.action == "handoff" and blocked.handoff_reason == "suitability"
+    assert "适当性" in blocked.text and "R5" in blocked.text and "C3" in blocked.text
+    unknown = demo_bot.respond(text, FRESH, None)
+    assert unknown.handoff_reason == "suitability" and "C1" in unknown.text
+    allowed = demo_bot.answer_entry("wlt_structured_product", FRESH, "C5")
+    assert allowed.action == "answer" and RISK_DISCLAIMER in allowed.text
+
+
+def test_unknown_customer_risk_is_c1(demo_bot: Bot) -> None:
+    assert demo_bot.answer_entry("wlt_money_fund", FRESH, None).action == "answer"  # R1
+    assert demo_bot.answer_entry("wlt_bond_fund", FRESH, None).action == "handoff"  # R2
+    assert demo_bot.answer_entry("wlt_bond_fund", FRESH, "c2").action == "answer"
+    assert demo_bot.answer_entry("wlt_bond_fund", FRESH, "X9").action == "handoff"
+
+
+def test_non_product_answers_carry_no_disclaimer(demo_bot: Bot) -> None:
+    reply = demo_bot.answer_entry("trd_hours", FRESH, None)
+    assert RISK_DISCLAIMER not in reply.text
+
+
+def test_unknown_entry_click_hands_over(demo_bot: Bot) -> None:
+    assert demo_bot.answer_entry("nope", FRESH, None).action == "handoff"
+
+
+def test_agent_assist_suggestions(demo_bot: Bot) -> None:
+    suggestions = demo_bot.suggest("客户问雪球产品风险大不大", "C2")
+    assert len(suggestions) == 3
+    assert suggestions[0].entry_id == "wlt_structured_product"
+    assert suggestions[0].suitable is False and suggestions[0].risk_level == "R5"
+    confidences = [s.confidence for s in suggestions]
+    assert confidences == sorted(confidences, reverse=True)
+    assert all(0.0 <= c <= 1.0 for c in confidences)
+    assert demo_bot.suggest("", None) == ()
+
+
+@pytest.mark.parametrize(
+    ("text", "category"),
+    [
+        ("两融平仓线是多少", "margin"),
+        ("我想买点基金", "wealth"),
+        ("银证转账转不进去", "transfer"),
+        ("中签了怎么缴款", "ipo"),
+        ("佣金万几", "fees"),
+        ("app闪退", "password_app"),
+        ("风险测评过期", "risk_assessment"),
+        ("怎么销户", "account"),
+        ("撤单", "trading"),
+    ],
+)
+def test_intent_categories(demo_bot: Bot, text: str, category: str) -> None:
+    assert demo_bot.classify_intent(text) == category
+
+
+def test_intent_none_for_nonsense_and_kept_from_state(demo_bot: Bot) -> None:
+    assert demo_bot.classify_intent("😀") is None
+    reply = demo_bot.respond("😀", BotState(last_intent="margin"), None)
+    assert reply.intent == "margin"
+
+
+def test_disabled_entries_are_never_matched() -> None:
+    kb = KnowledgeBase(
+        [
+            KBEntry("on", "怎么开户", "开户答案"),
+            KBEntry("off", "怎么销户", "销户答案", enabled=False),
+        ]
+    )
+    bot = Bot(kb, BotConfig())
+    assert all(m.entry.id != "off" for m in bot.rank("怎么销户"))
+    assert bot.answer_entry("off", FRESH, None).action == "handoff"
+
+
+def test_with_kb_swaps_the_index(demo_bot: Bot) -> None:
+    smaller = demo_bot.with_kb(demo_bot.kb.without("trd_hours"))
+    assert all(m.entry.id != "trd_hours" for m in smaller.rank("A股交易时间是几点"))
+    assert demo_bot.rank("A股交易时间是几点")[0].entry.id == "trd_hours"
+
+
+def test_empty_kb_hands_over() -> None:
+    reply = Bot(KnowledgeBase()).respond("怎么开户", FRESH, None)
+    assert reply.action == "handoff" and reply.handoff_reason == "low_confidence"

@@ -1,0 +1,71 @@
+"""The shipped evaluation: figures on the demo query set, the CLI, and its error handling."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bot import Bot, KnowledgeBase
+from bot.eval import evaluate, load_demo_queries, main, parse_queries
+
+# Floors measured on the shipped set (docs/benchmarks/bot.md); a drop below them is a
+# regression. The brief's target for top1 is 0.90 and is NOT met yet (0.868 measured), so
+# the floor sits below the target instead of pretending.
+TOP1_FLOOR = 0.86
+WRONG_ANSWER_CEILING = 0.03
+
+
+def test_demo_query_set_shape() -> None:
+    queries = load_demo_queries()
+    assert len(queries) >= 300
+    assert sum(q.expected_id is None for q in queries) >= 50
+
+
+def test_shipped_eval_meets_targets(demo_kb: KnowledgeBase, demo_bot: Bot) -> None:
+    report = evaluate(demo_kb, load_demo_queries(), bot=demo_bot)
+    assert report["top1"] >= TOP1_FLOOR
+    assert report["wrong_answer_rate"] <= WRONG_ANSWER_CEILING
+    assert report["heldout"]["wrong_answer_rate"] <= WRONG_ANSWER_CEILING
+    for name, baseline in report["baselines"].items():
+        for key in ("top1", "mrr10", "handoff_precision"):
+            assert report[key] >= baseline[key], (name, key)
+        assert report["wrong_answer_rate"] <= baseline["wrong_answer_rate"], name
+
+
+def test_cli_json_with_custom_files(tmp_path: Path, demo_kb: KnowledgeBase) -> None:
+    kb_file = tmp_path / "kb.csv"
+    kb_file.write_text(demo_kb.to_csv(), encoding="utf-8")
+    q_file = tmp_path / "q.jsonl"
+    q_file.write_text(
+        '{"query": "股市几点开盘", "expected_id": "trd_hours"}\n'
+        '{"query": "转人工", "expected_id": null}\n',
+        encoding="utf-8",
+    )
+    lines: list[str] = []
+    assert main(["--kb", str(kb_file), "--queries", str(q_file), "--json"], out=lines.append) == 0
+    report = json.loads(lines[0])
+    for key in (
+        "top1",
+        "mrr10",
+        "handoff_precision",
+        "handoff_recall",
+        "wrong_answer_rate",
+        "p99_ms",
+    ):
+        assert key in report
+        for baseline in ("rapidfuzz_ratio", "bm25_jieba"):
+            assert key in report["baselines"][baseline]
+    assert report["top1"] == 1.0 and report["handoff_recall"] == 1.0
+
+
+def test_cli_reports_bad_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "x"}\n', encoding="utf-8")
+    assert main(["--kb", str(bad)]) == 2
+    assert "line 1" in capsys.readouterr().err
+    assert main(["--kb", str(tmp_path / "missing.jsonl")]) == 2
+
+
+def test_query_file_errors() -> None:
+    with pytest.raises(ValueError, match="line 2"):
+        parse_queries('{"query": "a", "expected_id": null}\n{"expected_id": "x"}\n')

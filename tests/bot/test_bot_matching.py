@@ -1,0 +1,64 @@
+"""Matching features: the securities synonym table, entry-level coverage of the query's words,
+and the out-of-vocabulary hand-over check."""
+
+from dataclasses import replace
+
+from bot import Bot, BotConfig, BotState, KBEntry, KnowledgeBase
+from bot.features import load_synonyms
+
+FRESH = BotState()
+
+
+def test_synonym_table_maps_members_to_their_canonical_word(demo_bot: Bot) -> None:
+    table = load_synonyms()
+    assert table["出金"] == "转出" and table["融资融券"] == "两融" and table["转债"] == "可转债"
+    assert "转出" not in table  # a canonical word maps to nothing
+    extractor = demo_bot.extractor
+    assert "转出" in extractor.canonical_words("怎么出金")
+    assert "w:转出" in extractor.features("怎么出金") & extractor.features("怎么转出")
+    # The surface form is still visible to the other feature kinds.
+    assert "b:出金" in extractor.features("怎么出金")
+
+
+def test_synonym_lets_a_wording_without_shared_words_match(demo_bot: Bot) -> None:
+    kb = KnowledgeBase(
+        (
+            KBEntry("out", "资金怎么转出到银行", "…", category="transfer"),
+            KBEntry("lot", "股票最少买多少", "…", category="trading"),
+        )
+    )
+    bot = demo_bot.with_kb(kb)
+    assert [m.entry.id for m in bot.rank("出金到银行")][:1] == ["out"]
+
+
+def test_entry_coverage_counts_words_spread_over_wordings(demo_bot: Bot) -> None:
+    kb = KnowledgeBase(
+        (
+            KBEntry("both", "融资利率是多少", "…", ("融券费用怎么算",), category="margin"),
+            KBEntry("one", "融资是什么", "…", category="margin"),
+        )
+    )
+    bot = demo_bot.with_kb(kb)
+    matches = bot.rank("融资和融券")
+    by_id = {m.entry.id: m for m in matches}
+    # No single wording holds both words, the entry's wordings together do.
+    assert by_id["both"].coverage == 1.0
+    assert by_id["one"].coverage < 1.0
+    assert matches[0].entry.id == "both"
+
+
+def test_unknown_words_lower_coverage(demo_bot: Bot) -> None:
+    assert demo_bot.rank("两融开通条件")[0].coverage == 1.0
+    assert demo_bot.rank("两融开通条件和期货开户")[0].coverage < 1.0
+
+
+def test_out_of_vocabulary_check_hands_over_when_enabled(demo_bot: Bot) -> None:
+    off_topic = "期货怎么开户"
+    assert demo_bot.config.unknown_share_threshold == 1.0  # off by default (docs/bot.md)
+    assert demo_bot.respond(off_topic, FRESH, "C3").action != "handoff"
+    gated = demo_bot.with_config(replace(BotConfig(), unknown_share_threshold=0.6))
+    reply = gated.respond(off_topic, FRESH, "C3")
+    assert reply.action == "handoff" and reply.handoff_reason == "low_confidence"
+    # In-scope questions are untouched by the check.
+    assert gated.respond("怎么开户", FRESH, "C3").action == "answer"
+    assert gated.respond("A股交易时间是几点", FRESH, "C3").entry_id == "trd_hours"

@@ -1,0 +1,53 @@
+"""Normalisation: width, traditional script, case, punctuation, fillers, synonyms."""
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bot import Normalizer
+
+norm = Normalizer()
+
+
+def test_full_width_and_case_are_folded() -> None:
+    assert norm.normalize("ＥＴＦ怎么买") == "etf怎么买"
+    assert norm.normalize("ＡＢＣ１２３") == "abc123"
+
+
+def test_traditional_is_converted_to_simplified() -> None:
+    assert norm.normalize("開戶需要準備什麼資料") == "开户需要准备什么资料"
+    assert norm.normalize("轉帳") == "转账"
+
+
+def test_fillers_punctuation_and_trailing_particles_are_removed() -> None:
+    assert norm.normalize("你好，请问一下，怎么开户呢？谢谢！") == "怎么开户"
+    assert norm.normalize("麻烦问一下 交易时间是几点啊") == "交易时间是几点"
+
+
+def test_why_keeps_its_last_character() -> None:
+    # "么" is not a particle: "为什么" must survive.
+    assert norm.normalize("为什么") == "为什么"
+
+
+def test_english_words_map_to_kb_vocabulary() -> None:
+    assert norm.normalize("forgot password") == "forgot 密码"
+    assert "佣金" in norm.normalize("commission多少")
+
+
+def test_abbreviations_expand() -> None:
+    assert norm.normalize("货基") == "货币基金"
+    assert norm.normalize("股票帐户") == "证券账户"
+
+
+def test_emoji_and_symbols_have_no_content() -> None:
+    assert norm.normalize("😀😀👍") == ""
+    assert not Normalizer.has_content(norm.simplify("😀 ！！ ～"))
+    assert Normalizer.has_content(norm.simplify("开户😀"))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=200))
+def test_normalize_never_crashes_and_is_idempotent(text: str) -> None:
+    once = norm.normalize(text)
+    assert norm.normalize(once) == once
+    assert once == once.strip()
+    assert "  " not in once

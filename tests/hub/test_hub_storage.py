@@ -1,0 +1,177 @@
+"""The store on SQLite and PostgreSQL alike: gap-free seqs, idempotency, hash chains, purge."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from sqlalchemy import text, update
+
+from chatserver.storage import schema as t
+from chatserver.storage.records import Conversation, NewMessage, User
+from chatserver.storage.sql import SQLStore, StorageUnavailable, new_id, open_store
+
+
+@pytest.fixture
+async def store(db_url: str):
+    s = open_store(db_url, batch_max=64)
+    await s.start()
+    yield s
+    await s.close()
+
+
+async def conversation(store: SQLStore) -> str:
+    now = time.time()
+    user = User(id=new_id(), username=f"u-{new_id()[:10]}", display_name="投资者", role="investor")
+    await store.create_user(user, now)
+    conv = Conversation(id=new_id(), investor_id=user.id, channel="web", state="bot", created_at=now, updated_at=now)
+    await store.create_conversation(conv)
+    return conv.id
+
+
+def message(cid: str, text: str, *, sender: str = "s1", client_id: str | None = None) -> NewMessage:
+    return NewMessage(conversation_id=cid, sender_id=sender, sender_role="investor", sender_name="x",
+                      kind="text", text=text, client_id=client_id, created_at=time.time())
+
+
+async def test_seqs_are_gap_free_under_concurrent_appends(store):
+    a, b = await conversation(store), await conversation(store)
+    results = await asyncio.gather(*(store.append(message(a if i % 3 else b, f"m{i}")) for i in range(200)))
+    for cid in (a, b):
+        seqs = sorted(r.seq for r in results if r.conversation_id == cid)
+        assert seqs == list(range(1, len(seqs) + 1))
+        stored = await store.messages_after(cid, 0)
+        assert [m.seq for m in stored] == seqs
+    assert (await store.get_conversation(a)).last_seq == sum(1 for r in results if r.conversation_id == a)
+
+
+async def test_append_is_idempotent_per_sender_and_client_id(store):
+    cid = await conversation(store)
+    first = await store.append(message(cid, "hello", client_id="k1"))
+    again, other_sender = await asyncio.gather(
+        store.append(message(cid, "hello", client_id="k1")),
+        store.append(message(cid, "hello", sender="s2", client_id="k1")),
+    )
+    assert again.id == first.id and again.duplicate and not first.duplicate
+    assert other_sender.id != first.id  # client ids are per sender
+    assert len(await store.messages_after(cid, 0)) == 2
+
+
+async def test_duplicates_inside_one_batch_resolve_to_one_message(store):
+    cid = await conversation(store)
+    results = await asyncio.gather(*(store.append(message(cid, "same", client_id="dup")) for _ in range(5)))
+    assert len({r.id for r in results}) == 1
+    assert sum(1 for r in results if not r.duplicate) == 1
+    assert len(await store.messages_after(cid, 0)) == 1
+
+
+async def test_messages_after_returns_exactly_the_tail(store):
+    cid = await conversation(store)
+    for i in range(10):
+        await store.append(message(cid, f"m{i}"))
+    tail = await store.messages_after(cid, 6)
+    assert [m.seq for m in tail] == [7, 8, 9, 10] and [m.text for m in tail] == ["m6", "m7", "m8", "m9"]
+
+
+async def test_hash_chain_detects_edit_delete_and_reorder(store):
+    cid = await conversation(store)
+    stored = [await store.append(message(cid, f"第{i}条")) for i in range(5)]
+    await store.audit(cid, "u", "conversation.start", {"channel": "web"}, time.time())
+    await store.audit(cid, "u", "conversation.close", None, time.time())
+    assert await store.verify_chains() == []
+    async with store.write() as conn:
+        await conn.execute(update(t.messages).where(t.messages.c.id == stored[2].id).values(text="保证收益"))
+    problems = await store.verify_chains()
+    assert any("seq 3" in p and "does not match" in p for p in problems), problems
+    async with store.write() as conn:
+        await conn.execute(update(t.messages).where(t.messages.c.id == stored[2].id).values(text="第2条"))
+    assert await store.verify_chains() == []
+    async with store.write() as conn:
+        await conn.execute(t.messages.delete().where(t.messages.c.id == stored[4].id))
+    assert any("head says 5" in p for p in await store.verify_chains())
+
+
+async def test_audit_chain_detects_an_edited_event(store):
+    await store.audit("global", "admin", "login", {"role": "admin"}, time.time())
+    await store.audit("global", "admin", "rules.version", {"version": 2}, time.time())
+    assert await store.verify_chains() == []
+    async with store.write() as conn:
+        await conn.execute(update(t.audit_events).where(t.audit_events.c.chain_seq == 1).values(action="nothing"))
+    assert any("audit chain global record 1" in p for p in await store.verify_chains())
+
+
+async def test_alerts_and_outbox_commit_with_their_message(store):
+    cid = await conversation(store)
+    alert = {"id": new_id(), "sender_id": "a1", "sender_role": "advisor", "rule_id": "R1", "category": "promise_returns",
+             "tier": "warn", "span_start": 0, "span_end": 2, "matched": "保本", "state": "open", "created_at": time.time()}
+    m = await store.append(NewMessage(conversation_id=cid, sender_id="a1", sender_role="advisor", sender_name="顾问",
+                                      kind="text", text="保本", verdict="warn", created_at=time.time(),
+                                      alerts=(alert,), deliver_to_channel="wechat"))
+    alerts = await store.list_alerts()
+    assert alerts[0]["message_id"] == m.id and alerts[0]["conversation_id"] == cid
+    deliveries = await store.deliveries_for(cid)
+    assert deliveries[0]["message_id"] == m.id and deliveries[0]["status"] == "pending"
+
+
+async def test_alert_state_changes_are_compare_and_set(store):
+    cid = await conversation(store)
+    alert = {"id": new_id(), "sender_id": "a1", "sender_role": "advisor", "rule_id": "R1", "category": "abuse",
+             "tier": "warn", "span_start": 0, "span_end": 1, "matched": "x", "state": "open", "created_at": time.time()}
+    await store.append(NewMessage(conversation_id=cid, sender_id="a1", sender_role="advisor", sender_name="",
+                                  kind="text", text="x", verdict="warn", created_at=time.time(), alerts=(alert,)))
+    wins = await asyncio.gather(*(store.update_alert(alert["id"], ["open"], state="acknowledged", acknowledged_by=f"s{i}")
+                                  for i in range(4)))
+    assert sum(wins) == 1
+
+
+async def test_purge_respects_legal_hold(store):
+    old, held, recent = [await conversation(store) for _ in range(3)]
+    for cid in (old, held, recent):
+        await store.append(message(cid, "transcript"))
+    await store.update_conversation(old, time.time(), state="closed", closed_at=1000.0)
+    await store.update_conversation(held, time.time(), state="closed", closed_at=1000.0, legal_hold=True)
+    await store.update_conversation(recent, time.time(), state="closed", closed_at=time.time())
+    assert await store.purge_closed_before(time.time() - 86400) == 1
+    assert await store.get_conversation(old) is None
+    assert await store.messages_after(held, 0) and await store.messages_after(recent, 0)
+
+
+async def test_schema_matches_migrations(store):
+    """The Alembic revisions create exactly the tables schema.py declares."""
+    async with store.read() as conn:
+        def tables(sync_conn):
+            from sqlalchemy import inspect
+
+            return set(inspect(sync_conn).get_table_names())
+
+        present = await conn.run_sync(tables)
+    assert set(t.metadata.tables) <= present
+
+
+async def test_unreachable_database_fails_appends_without_ack(tmp_path):
+    import asyncpg  # noqa: F401 - the driver must be installed for this URL
+
+    dead = open_store("postgresql+asyncpg://postgres@127.0.0.1:1/nothing")
+    with pytest.raises(StorageUnavailable):
+        await dead.start()
+    assert await dead.ping() is False
+    await dead.engine.dispose()
+
+
+async def test_sqlite_file_survives_reopen(tmp_path):
+    url = f"sqlite+aiosqlite:///{tmp_path / 'x.sqlite3'}"
+    s = open_store(url)
+    await s.start()
+    cid = await conversation(s)
+    m = await s.append(message(cid, "persisted"))
+    await s.close()
+    s2 = open_store(url)
+    await s2.start()
+    try:
+        assert [x.id for x in await s2.messages_after(cid, 0)] == [m.id]
+        async with s2.read() as conn:
+            mode = (await conn.execute(text("PRAGMA journal_mode"))).scalar()
+        assert mode == "wal"
+    finally:
+        await s2.close()
