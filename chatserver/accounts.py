@@ -71,19 +71,21 @@ DEMO_CUSTOMERS = (
 DEMO_INVESTORS = (("investor1", "张伟", "C1001"), ("investor2", "刘芳", "C1002"), ("investor3", "孙强", "C1003"))
 
 
-async def seed_demo(store: SQLStore, now: float) -> list[tuple[str, str, str]]:
-    """Create the demo people once; returns (username, password, role) of every demo login."""
-    logins: list[tuple[str, str, str]] = []
+def demo_logins() -> list[tuple[str, str, str]]:
+    """(username, password, role) of every demo login, as `chatserver serve` prints them."""
+    return ([(username, DEMO_PASSWORD, role) for username, _name, role, _groups, _team in DEMO_STAFF]
+            + [(username, DEMO_PASSWORD, "investor") for username, _name, _customer in DEMO_INVESTORS])
+
+
+async def seed_demo(store: SQLStore, now: float) -> None:
+    """Create the demo people once (callers hold `store.seeding()` so nodes take turns)."""
     await store.upsert_customers(list(DEMO_CUSTOMERS), now)
     shared_hash = await asyncio.to_thread(hash_password, DEMO_PASSWORD)  # one hash for every demo login
     for username, name, role, groups, team in DEMO_STAFF:
         if not await store.get_user_by_username(username):
             await create_account(store, {"username": username, "name": name, "role": role, "groups": groups,
                                          "team": team}, now, password_hash=shared_hash)
-        logins.append((username, DEMO_PASSWORD, role))
     for username, name, customer_id in DEMO_INVESTORS:
         if not await store.get_user_by_username(username):
             await create_account(store, {"username": username, "name": name, "role": "investor",
                                          "customer_id": customer_id}, now, password_hash=shared_hash)
-        logins.append((username, DEMO_PASSWORD, "investor"))
-    return logins

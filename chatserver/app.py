@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiohttp import web
-from sqlalchemy.exc import IntegrityError
 
 from chatserver import bus as topics
+from chatserver.accounts import demo_logins, seed_demo
 from chatserver.auth import TokenSigner
 from chatserver.bus import Bus, LocalBus
 from chatserver.channels import ChannelGateway
@@ -74,11 +74,12 @@ async def open_services(settings: Settings) -> Services:
     bus = make_bus(settings)
     await bus.start()
     engines = Engines(store)
-    try:
-        await engines.load()
-    except IntegrityError:
-        # Another node stored the same shipped KB or rule version at the same moment.
-        await engines.load()
+    async with store.seeding():
+        # Nodes starting together on one empty database take turns: the first stores the
+        # shipped KB and rule versions, quick replies and demo people; the others find them.
+        await engines.seed()
+        await _seed(settings, store)
+    await engines.load()
     metrics = HubMetrics()
     hub = Hub(settings, store, bus, engines)
     hub.metrics_hook = metrics.record
@@ -86,26 +87,24 @@ async def open_services(settings: Settings) -> Services:
                         signer=TokenSigner(settings.effective_secret, settings.token_ttl_s),
                         guard=Guard(settings), channels=ChannelGateway(hub), metrics=metrics)
     services.node_gauges = NodeGauges(metrics.registry)
+    services.demo_logins = demo_logins() if settings.demo else []
     if isinstance(bus, RedisBus):
         # Several nodes share routing: one leader runs the Router, the others forward to it.
         hub.assignment = ClusterAssignment(hub, bus)  # type: ignore[assignment]
-    from bot import load_quick_replies
-
-    await store.seed_quick_replies([{"id": q.id, "title": q.title, "text": q.text, "team": q.team, "owner_id": None}
-                                    for q in load_quick_replies()], time.time())
-    if settings.demo:
-        from chatserver.accounts import seed_demo
-
-        try:
-            services.demo_logins = await seed_demo(store, time.time())
-        except IntegrityError:
-            # Another node seeded the same demo rows at the same moment; the second pass sees them.
-            services.demo_logins = await seed_demo(store, time.time())
     await hub.assignment.start()
     await services.channels.start()
     await bus.subscribe(topics.CONTROL, lambda payload: _on_control(services, payload))
     services.ready = True
     return services
+
+
+async def _seed(settings: Settings, store: SQLStore) -> None:
+    from bot import load_quick_replies
+
+    await store.seed_quick_replies([{"id": q.id, "title": q.title, "text": q.text, "team": q.team, "owner_id": None}
+                                    for q in load_quick_replies()], time.time())
+    if settings.demo:
+        await seed_demo(store, time.time())
 
 
 async def close_services(services: Services) -> None:

@@ -41,19 +41,19 @@ class Engines:
         self.rules_version = 0
         self._lock = asyncio.Lock()
 
+    async def seed(self, now: float | None = None) -> None:
+        """Store the shipped KB and rule set as version 1 if the database has none yet."""
+        now = time.time() if now is None else now
+        if await self._store.latest_version("kb") is None:
+            await self._store.add_version("kb", load_demo_kb().to_jsonl(), None, "demo knowledge base", now)
+        if await self._store.latest_version("rules") is None:
+            await self._store.add_version("rules", load_default_rules().to_jsonl(), None, "default rule set", now)
+
     async def load(self, now: float | None = None) -> None:
         """Build both engines from the newest stored versions, seeding them on first start."""
-        now = time.time() if now is None else now
+        await self.seed(now)
         kb = await self._store.latest_version("kb")
-        if kb is None:
-            jsonl = load_demo_kb().to_jsonl()
-            await self._store.add_version("kb", jsonl, None, "demo knowledge base", now)
-            kb = await self._store.latest_version("kb")
         rules = await self._store.latest_version("rules")
-        if rules is None:
-            jsonl = load_default_rules().to_jsonl()
-            await self._store.add_version("rules", jsonl, None, "default rule set", now)
-            rules = await self._store.latest_version("rules")
         assert kb is not None and rules is not None
         await asyncio.gather(self.use_kb(*kb), self.use_rules(*rules))
 

@@ -172,6 +172,15 @@ class SQLStore:
         async with self.write() as conn:
             await conn.run_sync(upgrade_to_head)
 
+    @asynccontextmanager
+    async def seeding(self) -> AsyncIterator[None]:
+        """Held while a node seeds shipped rows (KB, rules, quick replies, demo people).
+
+        One process per SQLite file needs no lock; PostgreSQL overrides this so nodes starting
+        together on an empty database seed one after another instead of colliding.
+        """
+        yield
+
     async def ping(self) -> bool:
         try:
             async with self.engine.connect() as conn:
@@ -891,6 +900,21 @@ class PostgresStore(SQLStore):
             # (duplicate alembic_version); this lock, held until commit, makes them take turns.
             await conn.execute(text("SELECT pg_advisory_xact_lock(7351100)"))
             await conn.run_sync(upgrade_to_head)
+
+    @asynccontextmanager
+    async def seeding(self) -> AsyncIterator[None]:
+        from sqlalchemy import text
+
+        # A session lock on its own connection: the seeding steps commit in their own
+        # transactions, and the next node starts only after the last of them committed.
+        async with self.engine.connect() as conn:
+            await conn.execute(text("SELECT pg_advisory_lock(7351101)"))
+            await conn.commit()
+            try:
+                yield
+            finally:
+                await conn.execute(text("SELECT pg_advisory_unlock(7351101)"))
+                await conn.commit()
 
 
 def open_store(url: str, *, batch_max: int = 256) -> SQLStore:
