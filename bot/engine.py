@@ -11,7 +11,14 @@ from bot.features import FeatureExtractor
 from bot.index import Match, QuestionIndex, ScoringWeights
 from bot.kb import KBEntry, KnowledgeBase
 from bot.normalize import Normalizer
-from bot.signals import asks_about_own_account, asks_for_human, keyword_category, negative_score
+from bot.signals import (
+    asks_about_own_account,
+    asks_for_human,
+    keyword_category,
+    mentions_own_account,
+    negative_score,
+    out_of_scope_topic,
+)
 
 Action = Literal["answer", "suggest", "handoff"]
 HandoffReason = Literal[
@@ -253,8 +260,14 @@ class Bot:
             return self._handoff("personal", turn, intent, confidence)
         if top is not None and confidence >= cfg.answer_threshold:
             return self.answer_entry(top.entry, turn, customer_risk, confidence)
-        # Not a confident match: if much of the message is vocabulary the KB never uses, a
-        # "did you mean" would offer unrelated entries; a person is the better next step.
+        # Not a confident match. A question about the investor's own account needs someone
+        # who can see it; a "did you mean" list of generic entries would not answer it.
+        if mentions_own_account(simplified):
+            return self._handoff("personal", turn, intent, confidence)
+        # Off-topic for a securities service desk (期货, 招聘 …), or much of the message is
+        # vocabulary the KB never uses: "did you mean" would offer unrelated entries.
+        if out_of_scope_topic(simplified) is not None:
+            return self._handoff("low_confidence", turn, intent, confidence)
         if self._index.unknown_share(normalized) >= cfg.unknown_share_threshold:
             return self._handoff("low_confidence", turn, intent, confidence)
         if top is not None and confidence >= cfg.suggest_threshold:

@@ -59,6 +59,50 @@ PERSONAL_REQUEST_PHRASES: tuple[str, ...] = (
     "代我",
 )
 
+# The investor talking about their own account, holdings or money ("我的交易密码是多少",
+# "我账户里的钱为什么少了"). Only used when no KB entry is a confident match: a generic
+# "did you mean" cannot answer a question about one person's account, an advisor who can see
+# it can. A confident match (e.g. "我的资金账号在哪看") is still answered from the KB.
+OWN_ACCOUNT_MARKERS: tuple[str, ...] = (
+    "我的",
+    "我账户",
+    "我帐户",
+    "我账号",
+    "我帐号",
+    "我户里",
+    "我持仓",
+    "我的钱",
+    "我这个账户",
+    "我名下",
+)
+
+# Topics a securities firm's service desk does not cover (other licences, other trades,
+# chit-chat). Only used below the answer threshold, so a firm whose KB does cover one of
+# them (a futures subsidiary's entries, say) still answers confident matches.
+OUT_OF_SCOPE_TOPICS: tuple[str, ...] = (
+    "期货",
+    "外汇",
+    "炒汇",
+    "比特币",
+    "虚拟币",
+    "虚拟货币",
+    "加密货币",
+    "数字货币",
+    "彩票",
+    "贷款",
+    "信用卡",
+    "房贷",
+    "车贷",
+    "招聘",
+    "应聘",
+    "求职",
+    "面试",
+    "实习",
+    "天气",
+    "笑话",
+    "小可爱",
+)
+
 # Weighted negative lexicon: a message at or above `BotConfig.sentiment_threshold` hands over.
 # A bare "投诉" scores below the threshold so "投诉电话是多少" still gets the KB answer.
 NEGATIVE_LEXICON: Mapping[str, float] = {
@@ -238,6 +282,18 @@ def asks_about_own_account(simplified: str) -> bool:
     """True if the text asks the bot to look up or act on the investor's own account."""
     text = _compact(simplified)
     return any(p in text for p in PERSONAL_REQUEST_PHRASES)
+
+
+def mentions_own_account(simplified: str) -> bool:
+    """True if the text is about the investor's own account, holdings or money."""
+    text = _compact(simplified)
+    return any(p in text for p in OWN_ACCOUNT_MARKERS)
+
+
+def out_of_scope_topic(simplified: str) -> str | None:
+    """The first topic the firm's service desk does not cover named in the text, or None."""
+    text = _compact(simplified)
+    return next((t for t in OUT_OF_SCOPE_TOPICS if t in text), None)
 
 
 def negative_score(simplified: str) -> float:

@@ -217,3 +217,41 @@ def test_with_kb_swaps_the_index(demo_bot: Bot) -> None:
 def test_empty_kb_hands_over() -> None:
     reply = Bot(KnowledgeBase()).respond("怎么开户", FRESH, None)
     assert reply.action == "handoff" and reply.handoff_reason == "low_confidence"
+
+
+def test_own_account_question_without_confident_match_hands_over(demo_bot: Bot) -> None:
+    # Nothing is confident here, so each message is in the "did you mean" band.
+    unsure = demo_bot.with_config(replace(demo_bot.config, answer_threshold=1.5))
+    generic = unsure.respond("交易密码是多少", FRESH, "C3")
+    assert generic.action == "suggest"
+    own = unsure.respond("我的交易密码是多少", FRESH, "C3")
+    assert own.action == "handoff" and own.handoff_reason == "personal"
+    assert own.intent == "password_app"
+    assert unsure.respond("我账户里的钱怎么少了", FRESH, "C3").handoff_reason == "personal"
+
+
+def test_own_account_question_with_confident_match_is_answered(demo_bot: Bot) -> None:
+    reply = demo_bot.respond("我的资金账号在哪看", FRESH, "C3")
+    assert reply.action == "answer" and reply.entry_id == "acc_number"
+
+
+@pytest.mark.parametrize("text", ["期货怎么开户", "你们招聘客服吗", "比特币能在app里买吗"])
+def test_out_of_scope_topic_hands_over_instead_of_did_you_mean(demo_bot: Bot, text: str) -> None:
+    reply = demo_bot.respond(text, FRESH, "C3")
+    assert reply.action == "handoff" and reply.handoff_reason == "low_confidence"
+    assert reply.suggestions == ()
+
+
+def test_out_of_scope_topic_still_answered_when_the_kb_covers_it() -> None:
+    kb = KnowledgeBase(
+        [
+            KBEntry("fut_open", "期货怎么开户", "请联系我司期货子公司。", ("期货开户流程",)),
+            KBEntry("acc_open", "怎么开股票账户", "下载APP开户。"),
+        ]
+    )
+    bot = Bot(kb)
+    reply = bot.respond("期货怎么开户", FRESH, None)
+    assert reply.action == "answer" and reply.entry_id == "fut_open"
+    # Below the answer threshold the same words hand over rather than guess.
+    unsure = bot.with_config(replace(bot.config, answer_threshold=1.5))
+    assert unsure.respond("期货怎么开户", FRESH, None).handoff_reason == "low_confidence"

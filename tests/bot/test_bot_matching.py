@@ -53,7 +53,7 @@ def test_unknown_words_lower_coverage(demo_bot: Bot) -> None:
 
 
 def test_out_of_vocabulary_check_hands_over_when_enabled(demo_bot: Bot) -> None:
-    off_topic = "期货怎么开户"
+    off_topic = "公积金怎么开户"  # not in the out-of-scope topic list: only the check catches it
     assert demo_bot.config.unknown_share_threshold == 1.0  # off by default (docs/bot.md)
     assert demo_bot.respond(off_topic, FRESH, "C3").action != "handoff"
     gated = demo_bot.with_config(replace(BotConfig(), unknown_share_threshold=0.6))
@@ -62,3 +62,20 @@ def test_out_of_vocabulary_check_hands_over_when_enabled(demo_bot: Bot) -> None:
     # In-scope questions are untouched by the check.
     assert gated.respond("怎么开户", FRESH, "C3").action == "answer"
     assert gated.respond("A股交易时间是几点", FRESH, "C3").entry_id == "trd_hours"
+
+
+def test_own_account_markers() -> None:
+    from bot.signals import mentions_own_account
+
+    assert mentions_own_account("我的 交易密码是多少")
+    assert mentions_own_account("我账户里的钱怎么少了")
+    assert not mentions_own_account("交易密码是多少")
+    assert not mentions_own_account("我想开户")
+
+
+def test_out_of_scope_topics() -> None:
+    from bot.signals import out_of_scope_topic
+
+    assert out_of_scope_topic("期货 怎么开户") == "期货"
+    assert out_of_scope_topic("你们招聘吗") == "招聘"
+    assert out_of_scope_topic("股票怎么开户") is None
