@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 # Cue classes. Each word is folded by the engine before it becomes an automaton key.
 CUES: dict[str, tuple[str, ...]] = {
@@ -240,9 +241,12 @@ LEAD_GAP = 12
 URGE_GAP = 10
 
 
-@dataclass(frozen=True, slots=True)
-class Cue:
-    """A cue word found in the folded text at [start, end); ``negated`` if a disclaimer scopes it."""
+class Cue(NamedTuple):
+    """A cue word found in the folded text at [start, end); ``negated`` if a disclaimer scopes it.
+
+    A named tuple rather than a frozen dataclass: the engine makes a few per message on its hot
+    path, and a tuple is built in C (a frozen dataclass pays one ``object.__setattr__`` a field).
+    """
 
     cls: str
     start: int

@@ -40,6 +40,8 @@ CLAUSE_BREAKS = "，。！？；,.!?;\n…：:\uff0c\u3002\uff01\uff1f\uff1b\uff
 CLAUSE_MARK = "\x1f"
 
 HAN_REPEAT = re.compile(r"([\u3400-\u9fff])\1+")
+# The same test without the greedy tail: search() stops at the first pair, ~2x faster.
+_HAN_PAIR = re.compile(r"([\u3400-\u9fff])\1")
 _HAN_FIRST, _HAN_LAST = "\u3400", "\u9fff"
 
 _OPENCC_DIR = Path(str(opencc.__file__)).parent / "dictionary"
@@ -101,16 +103,21 @@ class Normaliser:
             marked = text.translate(self._fast_marked)
         return collapse_repeats(marked.replace(CLAUSE_MARK, "")), marked
 
-    def fold_with_offsets(self, text: str) -> tuple[str, list[int]]:
-        """The same string as ``fold`` and, per folded character, its original index."""
+    def fold_with_offsets(self, text: str, pre: str | None = None) -> tuple[str, list[int]]:
+        """The same string as ``fold`` and, per folded character, its original index.
+
+        ``pre``: the caller's ``text.translate`` result before repeats are collapsed (the
+        marked copy of ``fold_pair`` without its marks), saving one translate pass.
+        """
         if not text or _beyond_dense(text):
             return self._fold_with_offsets_slow(text)
-        pre = text.translate(self._fast)
+        if pre is None:
+            pre = text.translate(self._fast)
         mask = text.translate(self._keep).encode("latin-1")
         kept = list(itertools.compress(range(len(text)), mask))
         if len(kept) != len(pre):
             return self._fold_with_offsets_slow(text)  # a character expanded (㍿ → 株式会社)
-        if not HAN_REPEAT.search(pre):
+        if not _HAN_PAIR.search(pre):
             return pre, kept
         offsets: list[int] = []
         last = 0
@@ -149,7 +156,7 @@ _DENSE_END_CHAR = chr(_DENSE_END)
 def collapse_repeats(folded: str) -> str:
     # search() first, then split/join: both stay in C, where sub() with a template expands it
     # in Python for every match (谢谢 is in half of all chat messages).
-    if HAN_REPEAT.search(folded) is None:
+    if _HAN_PAIR.search(folded) is None:
         return folded
     return "".join(HAN_REPEAT.split(folded))
 

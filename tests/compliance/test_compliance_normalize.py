@@ -5,6 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from compliance import ComplianceEngine, default_normaliser
+from compliance.normalize import CLAUSE_MARK
 
 fold = default_normaliser().fold
 
@@ -46,6 +47,9 @@ def test_offsets_agree_with_fold(text: str) -> None:
     assert len(offsets) == len(folded)
     assert offsets == sorted(offsets)
     assert all(0 <= o < len(text) for o in offsets)
+    # The engine hands in the uncollapsed fold it already has (fold_pair's marked copy).
+    _, marked = norm.fold_pair(text)
+    assert norm.fold_with_offsets(text, marked.replace(CLAUSE_MARK, "")) == (folded, offsets)
 
 
 @settings(max_examples=200, deadline=None)

@@ -91,3 +91,21 @@ def test_digit_gate_lets_through_every_real_number(engine: ComplianceEngine) -> 
         v = engine.check(text, "investor")
         assert [h.rule_id for h in v.hits] == ["PD-001"], text
         assert v.masked_text.count("*") == 4, text
+
+
+def test_digit_gate_wants_a_validator_shape() -> None:
+    # The gate in front of the validated regex rules: only digit runs that one of the three
+    # validators could accept (mobile 1[3-9]+9, card [3-6]+15.., ID [1-8]+16+check) or a
+    # non-ASCII digit get through; long order numbers and dates do not.
+    from compliance.engine import _DIGIT_RUN
+
+    for folded in ["订单号20231105123456789", "时间20240312000000", "股票600519", "12345678901"]:
+        assert _DIGIT_RUN.search(folded) is None, folded
+    arabic_indic = "".join(chr(0x660 + int(c)) for c in "123")
+    for folded in [
+        "电话13912345678",
+        "卡号6222021234567890128",
+        "身份证11010519900307123x",
+        "编号" + arabic_indic,
+    ]:
+        assert _DIGIT_RUN.search(folded) is not None, folded
