@@ -353,6 +353,44 @@ def calibrate_bot(
     return best[1], best[2]
 
 
+def leave_one_out(bot: Bot, limit: int = 10) -> dict[str, Any]:
+    """KB-only check of how well each entry is described: for every wording of an entry with
+    at least two, index the KB without that wording and ask it. Returns the share found first
+    (`top1`), MRR@10, the entries none of whose left-out wordings came first, and the most
+    frequent confusions (expected → found first). Needs no labeled queries."""
+    found_first = total = 0
+    rr = 0.0
+    per_entry: dict[str, list[int]] = {}
+    confusions: dict[tuple[str, str], int] = {}
+    for entry in bot.kb.entries:
+        wordings = entry.all_questions
+        if not entry.enabled or len(wordings) < 2:
+            continue
+        for i, wording in enumerate(wordings):
+            rest = wordings[:i] + wordings[i + 1 :]
+            without = replace(entry, question=rest[0], similar_questions=tuple(rest[1:]))
+            ranking = [m.entry.id for m in bot.with_kb(bot.kb.with_entry(without)).rank(wording)]
+            total += 1
+            hit = per_entry.setdefault(entry.id, [0, 0])
+            hit[1] += 1
+            if entry.id in ranking[:limit]:
+                rr += 1.0 / (ranking.index(entry.id) + 1)
+            if ranking[:1] == [entry.id]:
+                found_first += 1
+                hit[0] += 1
+            elif ranking:
+                pair = (entry.id, ranking[0])
+                confusions[pair] = confusions.get(pair, 0) + 1
+    top = sorted(confusions.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]
+    return {
+        "wordings": total,
+        "top1": found_first / total if total else 0.0,
+        "mrr10": rr / total if total else 0.0,
+        "entries_never_first": sorted(e for e, (hits, _) in per_entry.items() if hits == 0),
+        "confusions": [{"expected": a, "found": b, "count": c} for (a, b), c in top],
+    }
+
+
 _ROWS = (
     ("top1", "top-1 (first reply right)"),
     ("resolved", "answered directly, correct"),
@@ -404,6 +442,11 @@ def main(argv: Sequence[str] | None = None, out: Callable[[str], None] = print) 
         action="store_true",
         help="grid-search the bot's thresholds on the tuning split and print them",
     )
+    parser.add_argument(
+        "--leave-one-out",
+        action="store_true",
+        help="KB only: ask each wording against the KB without it; print JSON",
+    )
     args = parser.parse_args(argv)
     try:
         kb = _read_kb(args.kb) if args.kb else load_demo_kb()
@@ -419,6 +462,9 @@ def main(argv: Sequence[str] | None = None, out: Callable[[str], None] = print) 
         print("error: no queries", file=sys.stderr)
         return 2
     bot = Bot(kb)
+    if args.leave_one_out:
+        out(json.dumps(leave_one_out(bot), ensure_ascii=False))
+        return 0
     if args.calibrate:
         config, figures = calibrate_bot(bot, tune_split(queries))
         chosen = {

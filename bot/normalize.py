@@ -99,6 +99,10 @@ CHINESE_SYNONYMS: dict[str, str] = {
     "科创版": "科创板",
     "创业版": "创业板",
     "登陆": "登录",
+    # "嘛" is also a sentence-final particle: without this, "你能干嘛" would lose it to the
+    # particle stripping and become "你能干" (capable).
+    "干嘛": "做什么",
+    "干啥": "做什么",
 }
 
 _PUNCT_OR_SYMBOL = re.compile(r"[^\w]+", re.UNICODE)

@@ -9,9 +9,10 @@ from bot import Bot, KnowledgeBase
 from bot.eval import evaluate, load_demo_queries, main, parse_queries
 
 # Floors measured on the shipped set (docs/benchmarks/bot.md); a drop below them is a
-# regression. The brief's target for top1 is 0.90 and is NOT met yet (0.868 measured), so
-# the floor sits below the target instead of pretending.
-TOP1_FLOOR = 0.86
+# regression. The brief's target for top1 is 0.90 on all queries (0.907 measured); on the
+# held-out part it is not met (0.871 measured), so that floor sits below the target.
+TOP1_FLOOR = 0.90
+HELDOUT_TOP1_FLOOR = 0.86
 WRONG_ANSWER_CEILING = 0.03
 
 
@@ -24,10 +25,11 @@ def test_demo_query_set_shape() -> None:
 def test_shipped_eval_meets_targets(demo_kb: KnowledgeBase, demo_bot: Bot) -> None:
     report = evaluate(demo_kb, load_demo_queries(), bot=demo_bot)
     assert report["top1"] >= TOP1_FLOOR
+    assert report["heldout"]["top1"] >= HELDOUT_TOP1_FLOOR
     assert report["wrong_answer_rate"] <= WRONG_ANSWER_CEILING
     assert report["heldout"]["wrong_answer_rate"] <= WRONG_ANSWER_CEILING
     for name, baseline in report["baselines"].items():
-        for key in ("top1", "mrr10", "handoff_precision"):
+        for key in ("top1", "mrr10", "handoff_precision", "handoff_recall"):
             assert report[key] >= baseline[key], (name, key)
         assert report["wrong_answer_rate"] <= baseline["wrong_answer_rate"], name
 
@@ -69,3 +71,35 @@ def test_cli_reports_bad_files(tmp_path: Path, capsys: pytest.CaptureFixture[str
 def test_query_file_errors() -> None:
     with pytest.raises(ValueError, match="line 2"):
         parse_queries('{"query": "a", "expected_id": null}\n{"expected_id": "x"}\n')
+
+
+def test_leave_one_out_finds_misfiled_wording(demo_bot: Bot) -> None:
+    from bot import KBEntry
+    from bot.eval import leave_one_out
+
+    kb = KnowledgeBase(
+        [
+            KBEntry("hours", "股市几点开盘", "…", ("交易时间是几点", "几点收盘")),
+            # The last wording belongs to "hours": left out, it is found under "hours".
+            KBEntry("fee", "佣金是多少", "…", ("手续费怎么收", "佣金费率", "股市几点收盘")),
+        ]
+    )
+    report = leave_one_out(demo_bot.with_kb(kb))
+    assert report["wordings"] == 7
+    assert {"expected": "fee", "found": "hours", "count": 1} in report["confusions"]
+    assert report["top1"] < 1.0 and report["entries_never_first"] == []
+    tiny = KnowledgeBase([KBEntry("only", "怎么开户", "…", ("开户流程",))])
+    assert leave_one_out(demo_bot.with_kb(tiny))["top1"] == 1.0
+
+
+def test_cli_leave_one_out(tmp_path: Path) -> None:
+    kb_file = tmp_path / "kb.jsonl"
+    kb_file.write_text(
+        '{"id": "a", "question": "股市几点开盘", "answer": "…", "similar_questions": ["交易时间是几点"]}\n'
+        '{"id": "b", "question": "佣金是多少", "answer": "…", "similar_questions": ["佣金费率"]}\n',
+        encoding="utf-8",
+    )
+    lines: list[str] = []
+    assert main(["--kb", str(kb_file), "--leave-one-out"], out=lines.append) == 0
+    report = json.loads(lines[0])
+    assert report["wordings"] == 4 and 0.0 <= report["top1"] <= 1.0

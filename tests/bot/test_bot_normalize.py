@@ -51,3 +51,10 @@ def test_normalize_never_crashes_and_is_idempotent(text: str) -> None:
     assert norm.normalize(once) == once
     assert once == once.strip()
     assert "  " not in once
+
+
+def test_gan_ma_is_a_question_word_not_a_particle() -> None:
+    # "嘛" is also a trailing particle; stripping it would turn "干嘛" into "干" (capable).
+    assert norm.normalize("你能干嘛") == "你能做什么"
+    assert norm.normalize("这个功能是干啥的") == "这个功能是做什么的"
+    assert norm.normalize("开户嘛") == "开户"
