@@ -237,6 +237,48 @@ _NEGATOR_RE = re.compile(
 # the lookahead alternation; every candidate is then confirmed with _NEGATOR_RE.match.
 _NEGATOR_FIRST = re.compile("[" + "".join(sorted({re.escape(n[0]) for n in _NEGATORS})) + "]")
 _CLAUSE_BREAKS = frozenset(CLAUSE_BREAKS)
+# Negation after the term (保本是不可能的, 稳赚不赔的都是骗子, 刚性兑付已经被打破): up to three
+# characters closed by 的 (so 稳赚 inside 稳赚不赔的 is covered too) or a demonstrative, a noun for
+# the claim, a few copulas and adverbs, a refuting predicate and sentence particles,
+# matched on the folded text right after the term; the engine also wants the clause to end there.
+_REFUTED_BY = (
+    "不可能",
+    "不存在",
+    "不现实",
+    "不成立",
+    "不可信",
+    "不靠谱",
+    "做不到",
+    "行不通",
+    "没有的事",
+    "没这回事",
+    "骗局",
+    "骗子",
+    "骗人",
+    "假的",
+    "谎言",
+    "忽悠",
+    "陷阱",
+    "误导",
+    "虚假宣传",
+    "违规",
+    "违法",
+    "不合规",
+    "被禁止",
+    "禁止",
+    "不允许",
+    "被打破",
+    "打破",
+    "不复存在",
+    "成为历史",
+)
+_REFUTATION = re.compile(
+    "(?:.{0,3}?的|这种|这类|这样的|之类的)?(?:说法|承诺|宣传|产品|话|事情|事)?"
+    "(?:是|都是|就是|根本|根本就|完全|纯属|属于|已经|早就|早已|已|都|也|本身|其实|本来就"
+    "|肯定|绝对|就|被|全|全都|统统|一律|基本|大多|多半|往往)*"
+    "(?:" + "|".join(sorted(_REFUTED_BY, key=len, reverse=True)) + ")"
+    "(?:的|了|啊|呀|呢|吧|哦|嘛)*"
+)
 _TAIL_CHARS = 48  # original characters kept from each previous message for the split window
 _PREVIOUS_MESSAGES = 2
 # Gate for validated regex rules. The separators the patterns allow (spaces, hyphens, invisible
@@ -653,6 +695,7 @@ class _Evaluation:
         "_segment_ends",
         "_negator_starts",
         "_negated_at",
+        "_refuted_at",
     )
 
     def __init__(
@@ -677,6 +720,7 @@ class _Evaluation:
         self._negator_starts: list[int] | None = None
         # Many rules (and their variants) hit at the same place; scope is a property of the place.
         self._negated_at: dict[int, bool] = {}
+        self._refuted_at: dict[int, bool] = {}
 
     @property
     def offsets(self) -> list[int]:
@@ -717,10 +761,13 @@ class _Evaluation:
             rule = rules[index]
             assert rule.near is not None
             within = rule.near.within
+            ordered = rule.near.ordered
             for fs, fe, ftok in first_spans:
                 matched = False
                 for ss, se, stok in second_spans:
                     if (fs, fe) == (ss, se) or max(fe, se) <= self.boundary:
+                        continue
+                    if ordered and ss < fe:
                         continue
                     gap = max(fs, ss) - min(fe, se)
                     if gap > within:
@@ -753,7 +800,7 @@ class _Evaluation:
                 return True
         if token and not self._latin_edges_ok(start, end, token):
             return True
-        return self._negated(start)
+        return self._negated(start) or self._refuted(end)
 
     def _latin_edges_ok(self, start: int, end: int, edges: int) -> bool:
         """The checked ends of a latin key do not run on into other latin letters or digits."""
@@ -805,6 +852,26 @@ class _Evaluation:
             result = not self._clause_break(pos, start)
             break
         self._negated_at[start] = result
+        return result
+
+    def _refuted(self, end: int) -> bool:
+        """Is the term ending at ``end`` refuted by what follows it in its clause?
+
+        Negation after the term: 保本是不可能的, 稳赚不赔的都是骗子, 刚性兑付已经被打破. The
+        refuting predicate must close the clause (or the message), so 保本，不可能亏 (a promise)
+        is not taken for a refutation.
+        """
+        if end <= self.boundary:
+            return False
+        known = self._refuted_at.get(end)
+        if known is not None:
+            return known
+        m = _REFUTATION.match(self.scan, end)
+        result = False
+        if m is not None:
+            after = m.end()
+            result = after == len(self.scan) or self._clause_break(after - 1, after)
+        self._refuted_at[end] = result
         return result
 
     def _clause_break(self, start: int, end: int) -> bool:
@@ -864,7 +931,7 @@ class _Evaluation:
         suitability = self.level is not None and bool(products)
         if not optimistic and not suitability:
             return
-        cues = [Cue(c, s, e, self._negated(s)) for c, s, e in kept]
+        cues = [Cue(c, s, e, self._negated(s) or self._refuted(e)) for c, s, e in kept]
         engine = self.engine
         for finding in score_intent(cues, self.scan) if optimistic else ():
             if finding.end <= self.boundary:

@@ -63,11 +63,16 @@ class RuleError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Near:
-    """Proximity pattern: a term of ``first`` within ``within`` characters of one of ``second``."""
+    """Proximity pattern: a term of ``first`` within ``within`` characters of one of ``second``.
+
+    Either order, unless ``ordered``: then the ``first`` term must end before the ``second``
+    one starts (亏了…我负责 is a promise to cover losses; 我负责…不会亏 is something else).
+    """
 
     first: tuple[str, ...]
     second: tuple[str, ...]
     within: int
+    ordered: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,10 +138,14 @@ class Rule:
             within = spec.get("within")
             if not isinstance(within, int) or isinstance(within, bool) or within < 1:
                 raise RuleError(rule_id, f"near.within must be an integer >= 1, got {within!r}")
+            ordered = spec.get("ordered", False)
+            if not isinstance(ordered, bool):
+                raise RuleError(rule_id, f"near.ordered must be true or false, got {ordered!r}")
             near = Near(
                 _term_list(rule_id, "near.first", spec.get("first"), min_len=1),
                 _term_list(rule_id, "near.second", spec.get("second"), min_len=1),
                 within,
+                ordered,
             )
         else:
             regex = data["regex"]
@@ -204,6 +213,8 @@ class Rule:
                 "second": list(self.near.second),
                 "within": self.near.within,
             }
+            if self.near.ordered:
+                out["near"]["ordered"] = True
         if self.regex is not None:
             out["regex"] = self.regex
         if self.validator is not None:

@@ -374,9 +374,12 @@ def _render(template: str, seg_transform: Callable[[str], str]) -> str:
     return template[:start] + seg_transform(template[start + 1 : end]) + template[end + 1 :]
 
 
-def violating_cases(rng: random.Random) -> list[dict[str, object]]:
+def _evasion_cases(
+    violations: list[tuple[str, str]], rng: random.Random
+) -> list[dict[str, object]]:
+    """Every template through every evasion, plus the split across two messages."""
     cases: list[dict[str, object]] = []
-    for category, template in VIOLATIONS:
+    for category, template in violations:
         for name, fn in TRANSFORMS.items():
             if name in ("pinyin", "mixed_case_pinyin", "homophone") and category not in (
                 "promise_returns",
@@ -400,6 +403,11 @@ def violating_cases(rng: random.Random) -> list[dict[str, object]]:
                 "evasion": "split",
             }
         )
+    return cases
+
+
+def violating_cases(rng: random.Random) -> list[dict[str, object]]:
+    cases = _evasion_cases(VIOLATIONS, rng)
     for category, template in VIOLATIONS:
         seg = template[template.index("[") + 1 : template.index("]")]
         if seg in INITIALS_SEGMENTS:
@@ -542,11 +550,64 @@ def suitability_cases() -> list[dict[str, object]]:
     return cases
 
 
+# Added with the post-term negation and the loss-cover / no-risk rules (issue #5). The classes
+# (negation written after the term, covering losses in other words, a return figure with a
+# no-risk claim, a phone number split after its first digit) were found on the held-out file;
+# these phrases are new, written for the shipped set, not copied from it. Generated last with
+# their own seed so the cases above stay as they were.
+GAP_VIOLATIONS: list[tuple[str, str]] = [
+    ("promise_returns", "万一跌了[我来赔]，您怕什么"),
+    ("promise_returns", "亏掉的钱[我补给您]，放心做"),
+    ("promise_returns", "[损失部分由我承担]，不会让您吃亏"),
+    ("promise_returns", "真要是套牢了[算我头上]"),
+    ("promise_returns", "这单亏了[我来扛]，您只管拿着"),
+    ("promise_returns", "年化收益百分之十二，[没有风险]，比理财强"),
+    ("promise_returns", "一年赚两成，[一点风险都没有]"),
+    ("principal_guarantee", "这款产品[没什么风险]，年化有6个点"),
+    ("principal_guarantee", "买这只基金[不会有风险]的，放心"),
+]
+GAP_BENIGN_ADVISOR: list[str] = [
+    "所谓保本保收益的说法是不存在的，请您理性看待。",
+    "说能稳赚不赔的，基本都是骗子。",
+    "刚兑早就打破了，现在的理财都是净值型。",
+    "保证收益是违规的，我们不能这么说。",
+    "承诺收益的宣传都是误导，请以合同为准。",
+    "亏损由投资者自行承担，我们不做任何补偿。",
+    "如果跌了，我负责第一时间通知您。",
+    "收益和风险是对等的，没有风险就没有收益。",
+    "亏损的原因我来补充一下。",
+    "客户没有风险测评结果的话不能买。",
+    "银证转账没有风险，请放心操作。",
+    "投资不存在没有风险的产品。",
+    "这个月亏了不少，我负责的几个客户都在问。",
+]
+
+
+def gap_cases(rng: random.Random) -> list[dict[str, object]]:
+    cases = _evasion_cases(GAP_VIOLATIONS, rng)
+    for text in GAP_BENIGN_ADVISOR:
+        variants = {text, _T2S.convert(text)}
+        while len(variants) < 6:
+            variants.add(rng.choice(PREFIXES_ADV) + text.rstrip("。") + rng.choice(SUFFIXES_ADV))
+        cases += [{"text": v, "role": "advisor", "expected": []} for v in sorted(variants)]
+    for _ in range(6):
+        phone = "1" + rng.choice("3589") + "".join(rng.choice("0123456789") for _ in range(9))
+        for text in (
+            f"电话{phone[0]}-{phone[1:4]}-{phone[4:8]}-{phone[8:]}",
+            f"手机 {phone[0]} {phone[1:]}",
+        ):
+            cases.append(
+                {"text": text, "role": "investor", "expected": ["personal_data"], "evasion": "pii"}
+            )
+    return cases
+
+
 def main() -> None:
     rng = random.Random(20240601)
     cases = (
         violating_cases(rng) + personal_data_cases(rng) + suitability_cases() + benign_cases(rng)
     )
+    cases += gap_cases(random.Random(20261123))
     with (HERE / "cases.jsonl").open("w", encoding="utf-8") as f:
         for case in cases:
             f.write(json.dumps(case, ensure_ascii=False) + "\n")

@@ -199,3 +199,73 @@ def test_intent_needs_certainty_about_the_gain(engine: ComplianceEngine, text: s
 def test_intent_is_only_for_advisor_and_bot(engine: ComplianceEngine) -> None:
     assert engine.check("这票下周一定会大涨吗", "investor").tier is Tier.PASS
     assert "promise_returns" in engine.check("这票下周一定会大涨", "bot").categories
+
+
+@pytest.mark.parametrize("ordered", [True, False])
+def test_ordered_near_wants_first_before_second(ordered: bool) -> None:
+    rule = Rule.from_dict(
+        {
+            "id": "N2",
+            "category": "promise_returns",
+            "tier": "block",
+            "near": {"first": ["亏了"], "second": ["我负责"], "within": 4, "ordered": ordered},
+            "description": "测试",
+        }
+    )
+    e = ComplianceEngine(RuleSet([rule]))
+    assert e.check("亏了我负责", "advisor").hits
+    # The other order pairs only when the rule is not ordered.
+    assert bool(e.check("我负责的账户亏了", "advisor").hits) is not ordered
+    assert not e.check("亏了不少钱，最后我负责", "advisor").hits  # too far apart
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "保本是不可能的",
+        "保证收益是不存在的。",
+        "说能稳赚不赔的，基本都是骗子。",
+        "刚兑早就打破了，现在都是净值型产品。",
+        "保本这种说法根本不成立",
+        "承诺收益的宣传都是误导",
+        # Look-alikes of the loss-cover and no-risk rules.
+        "如果跌了，我负责第一时间通知您",
+        "亏损的原因我来补充一下",
+        "收益和风险是对等的，没有风险就没有收益",
+        "客户没有风险测评结果的话不能买",
+        "亏损由投资者自行承担",
+    ],
+)
+def test_negation_after_the_term_and_lookalikes_pass(engine: ComplianceEngine, text: str) -> None:
+    assert engine.check(text, "advisor").tier is Tier.PASS, text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "当然保本",
+        "保本是肯定的",
+        "保本，不可能亏",  # the predicate does not close the clause: a promise, not a refutation
+        "这个产品保本，绝对不是骗局",
+        "保本的，不存在问题",
+    ],
+)
+def test_claims_without_refutation_still_block(engine: ComplianceEngine, text: str) -> None:
+    assert engine.check(text, "advisor").tier is Tier.BLOCK, text
+
+
+@pytest.mark.parametrize(
+    ("text", "category"),
+    [
+        ("万一跌了我来赔，您怕什么", "promise_returns"),
+        ("赔了我负责", "promise_returns"),
+        ("亏损的钱由我个人承担", "promise_returns"),
+        ("年化收益百分之二十，绝对没有风险", "promise_returns"),
+        ("这只基金一点风险都没有", "principal_guarantee"),
+    ],
+)
+def test_loss_cover_and_no_risk_paraphrases(
+    engine: ComplianceEngine, text: str, category: str
+) -> None:
+    v = engine.check(text, "advisor")
+    assert v.tier is Tier.BLOCK and category in v.categories, text

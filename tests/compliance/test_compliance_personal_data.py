@@ -109,3 +109,12 @@ def test_digit_gate_wants_a_validator_shape() -> None:
         "编号" + arabic_indic,
     ]:
         assert _DIGIT_RUN.search(folded) is not None, folded
+
+
+def test_phone_with_separator_after_first_digit(engine: ComplianceEngine) -> None:
+    for text in ["电话1-391-234-5678", "手机 1 3912345678 谢谢", "电话1 39 1234 5678"]:
+        v = engine.check(text, "investor")
+        assert [h.rule_id for h in v.hits] == ["PD-001"], text
+        assert v.masked_text.count("*") == 4, text
+    # Still a mobile shape only: 1 followed by 0-2 is no mobile number.
+    assert engine.check("编号1-201-234-5678", "investor").tier is Tier.PASS

@@ -35,6 +35,13 @@ def base(**kw: object) -> dict[str, object]:
         ({"terms": None, "near": {"first": ["保证"], "second": ["收益"], "within": 0}}, ">= 1"),
         ({"terms": None, "near": {"first": [], "second": ["收益"], "within": 3}}, "empty"),
         ({"terms": None, "near": ["保证"]}, "near must be"),
+        (
+            {
+                "terms": None,
+                "near": {"first": ["亏"], "second": ["我赔"], "within": 2, "ordered": 1},
+            },
+            "near.ordered must be true or false",
+        ),
         ({"regex": "x+"}, "exactly one"),
         ({"roles": ["admin"]}, "roles"),
         ({"description": ""}, "description"),
@@ -86,3 +93,13 @@ def test_shipped_rules_cover_every_category_and_kind() -> None:
 def test_tier_is_ordered() -> None:
     assert Tier.PASS < Tier.INFO < Tier.WARN < Tier.BLOCK
     assert max([Tier.INFO, Tier.BLOCK, Tier.WARN]) is Tier.BLOCK
+
+
+def test_ordered_near_round_trips() -> None:
+    near = {"first": ["亏了"], "second": ["我负责"], "within": 1, "ordered": True}
+    rule = Rule.from_dict(base(terms=None, near=near))
+    assert rule.near is not None and rule.near.ordered
+    assert rule.to_dict()["near"] == near
+    # Unordered rules keep their old form (no "ordered" key), so stored rule sets do not change.
+    plain = Rule.from_dict(base(terms=None, near={**near, "ordered": False}))
+    assert "ordered" not in plain.to_dict()["near"]
