@@ -3,6 +3,7 @@ negative sentiment, and category keywords used when no KB entry matches well."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 # Phrases asking for a person. Matched on simplified, lower-cased text with spaces removed.
@@ -23,9 +24,7 @@ EXPLICIT_HUMAN_PHRASES: tuple[str, ...] = (
     "活人",
     "找客服",
     "客服经理",
-    "投资顾问",
     "找投顾",
-    "客户经理",
     "不要机器人",
     "别用机器人",
     "机器人听不懂",
@@ -33,8 +32,20 @@ EXPLICIT_HUMAN_PHRASES: tuple[str, ...] = (
     "realperson",
     "talktohuman",
 )
-# "人工" alone also appears in "人工智能"; those phrases cancel the match.
-_NOT_EXPLICIT: tuple[str, ...] = ("人工智能", "人工费")
+# "人工" alone also appears in "人工智能"; those phrases cancel the match. Asking whether the
+# bot is a person, or when the human desk is open, is a question the KB answers.
+_NOT_EXPLICIT: tuple[str, ...] = (
+    "人工智能",
+    "人工费",
+    "是真人吗",
+    "是不是真人",
+    "是真人还是",
+    "人工客服几点",
+    "人工几点",
+    "人工服务时间",
+    "人工客服电话",
+    "人工客服热线",
+)
 
 # Requests to act on or look into the investor's own account: the bot has no account access,
 # so these go to a person even when a KB entry looks similar ("帮我查一下我的佣金").
@@ -270,12 +281,17 @@ def _compact(text: str) -> str:
     return "".join(text.split())
 
 
+# "客户经理" and "投资顾问" are also topics ("客户经理态度不好", "基金投顾是什么"): only a
+# request to reach one ("找我的客户经理", "联系一下投资顾问") hands over.
+_REACH_A_PERSON = re.compile(r"(找|联系|叫|要|转|接通?)(一下)?(我的)?(客户经理|投资顾问|投顾)")
+
+
 def asks_for_human(simplified: str) -> bool:
     """True if the text explicitly asks for a person (on NFKC/t2s/lower-cased text)."""
     text = _compact(simplified)
     for blocker in _NOT_EXPLICIT:
         text = text.replace(blocker, "")
-    return any(p in text for p in EXPLICIT_HUMAN_PHRASES)
+    return any(p in text for p in EXPLICIT_HUMAN_PHRASES) or bool(_REACH_A_PERSON.search(text))
 
 
 def asks_about_own_account(simplified: str) -> bool:

@@ -65,6 +65,27 @@ def test_explicit_requests_hand_over(demo_bot: Bot, text: str) -> None:
     assert reply.action == "handoff" and reply.handoff_reason == "explicit"
 
 
+@pytest.mark.parametrize(
+    ("text", "entry_id"),
+    [
+        ("你是真人吗", "gen_bot_intro"),
+        ("客户经理态度不好", "cmp_advisor"),
+        ("人工客服几点上班", "gen_hotline"),
+    ],
+)
+def test_questions_about_people_are_not_requests_for_one(
+    demo_bot: Bot, text: str, entry_id: str
+) -> None:
+    reply = demo_bot.respond(text, FRESH, "C3")
+    assert reply.handoff_reason != "explicit"
+    assert reply.action == "answer" and reply.entry_id == entry_id
+
+
+@pytest.mark.parametrize("text", ["帮我找客户经理", "联系我的投资顾问", "我要找真人"])
+def test_requests_to_reach_a_person_hand_over(demo_bot: Bot, text: str) -> None:
+    assert demo_bot.respond(text, FRESH, "C3").handoff_reason == "explicit"
+
+
 def test_ai_mention_is_not_a_human_request(demo_bot: Bot) -> None:
     assert (
         demo_bot.respond("你们用的人工智能吗 A股交易时间是几点", FRESH, "C3").handoff_reason
