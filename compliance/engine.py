@@ -640,7 +640,7 @@ class _Found:
         self.firsts: dict[int, list[tuple[int, int, int]]] = {}
         self.seconds: dict[int, list[tuple[int, int, int]]] = {}
         self.exceptions: dict[int, list[tuple[int, int]]] = {}
-        self.cues: list[tuple[str, int, int]] = []
+        self.cues: list[Cue] = []
         self.cue_mask = cue_mask
         self.any_product = any_product
         self.products: list[tuple[int, int, int]] = []
@@ -672,7 +672,7 @@ class _Found:
                     spans.setdefault(index, []).append((start, end, token))
             if intent:
                 for name in key_cues:
-                    cues.append((name, start, end))
+                    cues.append(Cue(name, start, end, False))
                 for index in key_products:
                     products.append((index, start, end))
 
@@ -881,10 +881,14 @@ class _Evaluation:
         if self._segment_ends is None:
             marked = self.marked
             current_len = len(self.scan) - self.boundary
-            if len(marked) - marked.count(CLAUSE_MARK) != current_len:
-                # Han repeats were collapsed in the scan; collapse them here too.
+            # The scan is the marked text without marks, repeats collapsed. Same length: nothing
+            # was collapsed, so the segments line up. Otherwise collapse here too and compare
+            # (a repeat across a clause mark collapses in the scan but not here).
+            usable = len(marked) - marked.count(CLAUSE_MARK) == current_len
+            if not usable:
                 marked = collapse_repeats(marked)
-            if marked.replace(CLAUSE_MARK, "") == self.scan[self.boundary :]:
+                usable = marked.replace(CLAUSE_MARK, "") == self.scan[self.boundary :]
+            if usable:
                 self._segment_ends = list(itertools.accumulate(map(len, marked.split(CLAUSE_MARK))))
             else:
                 self._segment_ends = []
@@ -911,7 +915,7 @@ class _Evaluation:
 
     def _intent_and_suitability(
         self,
-        raw_cues: list[tuple[str, int, int]],
+        raw_cues: list[Cue],
         products: list[tuple[int, int, int]],
         hits: list[Hit],
         emit_seen: set[tuple[str, int, int]],
@@ -920,18 +924,18 @@ class _Evaluation:
         kept = (
             raw_cues
             if not boundary
-            else [c for c in raw_cues if c[2] > boundary or c[0] in _CARRIED_CUES]
+            else [c for c in raw_cues if c.end > boundary or c.cls in _CARRIED_CUES]
         )
         # Negation scope is costly; only work it out when cues could form a finding at all.
-        optimistic = (
-            score_intent([Cue(c, s, e, False) for c, s, e in kept], self.scan)
-            if self.engine.intent_tier is not None
-            else []
-        )
+        optimistic = score_intent(kept, self.scan) if self.engine.intent_tier is not None else []
         suitability = self.level is not None and bool(products)
         if not optimistic and not suitability:
             return
-        cues = [Cue(c, s, e, self._negated(s) or self._refuted(e)) for c, s, e in kept]
+        negated, refuted = self._negated, self._refuted
+        cues = [
+            Cue(c.cls, c.start, c.end, True) if negated(c.start) or refuted(c.end) else c
+            for c in kept
+        ]
         engine = self.engine
         for finding in score_intent(cues, self.scan) if optimistic else ():
             if finding.end <= self.boundary:
