@@ -9,12 +9,13 @@ from importlib import resources
 import jieba
 from pypinyin import Style, lazy_pinyin
 
-# Function words that never decide which question was asked.
+# Function words that never decide which question was asked. Negations (不, 没, 没有, 未) are
+# NOT among them: "没到账" and "到账" are different questions (synonyms.txt folds them together).
 STOPWORDS: frozenset[str] = frozenset(
     "的 了 是 我 你 您 他 她 它 们 我们 你们 在 有 和 与 及 或 就 都 也 还 要 会 能 可以 吗 呢 吧 啊 呀"
     " 哦 嘛 么 这 那 这个 那个 一个 一下 个 把 被 给 让 从 到 对 为 为什么 着 过 得 地 之 其 很 太 又"
     " 再 吗 想 请 帮 帮忙 下 上 去 来 说 问 啥 什么 怎么 怎样 怎么样 如何 多少 哪 哪里 哪些 几 是否"
-    " 不 没 没有 一 呢 吧".split()
+    " 一 呢 吧".split()
 )
 
 # Feature kinds (the key prefix): "w:" jieba words carry most meaning, "b:" character bigrams

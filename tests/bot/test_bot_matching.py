@@ -79,3 +79,16 @@ def test_out_of_scope_topics() -> None:
     assert out_of_scope_topic("期货 怎么开户") == "期货"
     assert out_of_scope_topic("你们招聘吗") == "招聘"
     assert out_of_scope_topic("股票怎么开户") is None
+
+
+def test_negation_tells_neighbouring_entries_apart(demo_bot: Bot) -> None:
+    kb = KnowledgeBase(
+        (
+            KBEntry("trf_time", "转出的钱多久到账", "…", ("资金转出几点到账",)),
+            KBEntry("trf_missing", "转出的钱没到账怎么办", "…", ("资金转出没有到账",)),
+        )
+    )
+    bot = demo_bot.with_kb(kb)
+    assert "没" in demo_bot.extractor.canonical_words("钱未到账")  # 未 folds into 没
+    assert bot.rank("钱转出了未到账")[0].entry.id == "trf_missing"
+    assert bot.rank("转出的钱多久能到")[0].entry.id == "trf_time"
