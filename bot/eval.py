@@ -277,7 +277,9 @@ class BM25Baseline(Baseline):
     def scores(self, normalized: str) -> list[tuple[str, float]]:
         k1, b = 1.5, 0.75
         acc: dict[int, float] = {}
-        for w in set(self._extractor.words(normalized)):
+        # Sorted: a fixed summation order makes scores, ties and so calibration reproducible
+        # (set order follows the per-process string hash seed).
+        for w in sorted(set(self._extractor.words(normalized))):
             idf = self._idf.get(w)
             if idf is None:
                 continue
