@@ -42,6 +42,7 @@ class Settings:
     auth_timeout_s: float = field(default=10.0, metadata={"help": "time allowed for the first (auth) frame"})
     heartbeat_s: float = field(default=30.0, metadata={"help": "WebSocket ping interval; a peer silent for 2x is dropped"})
     send_queue_max: int = field(default=1000, metadata={"help": "frames queued to one slow client before it is dropped"})
+    frames_in_flight: int = field(default=32, metadata={"help": "frames of one socket handled at once (in order within a conversation)"})
     default_capacity: int = field(default=5, metadata={"help": "open chats per advisor unless overridden"})
     grace_period_s: float = field(default=60.0, metadata={"help": "an advisor who drops keeps their chats this long"})
     no_answer_timeout_s: float = field(default=120.0, metadata={"help": "auto-transfer a chat its advisor does not answer"})
@@ -89,6 +90,8 @@ class Settings:
             raise SettingsError("max_text_chars must be >= 1 and max_frame_bytes >= 256")
         if self.default_capacity < 1:
             raise SettingsError("default_capacity must be at least 1")
+        if self.frames_in_flight < 1:
+            raise SettingsError("frames_in_flight must be at least 1")
         self.business_hours_windows  # noqa: B018 - parse now so a typo stops the start, not a handoff
         try:
             zoneinfo.ZoneInfo(self.timezone)

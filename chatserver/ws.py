@@ -165,31 +165,81 @@ async def _refuse(ws: web.WebSocketResponse, code: ErrorCode, message: str, cid:
     await ws.close(code=close, message=code.encode())
 
 
+class Lanes:
+    """The frames of one socket: in order within a conversation, concurrent across them.
+
+    A frame naming a conversation runs after the previous frame for that conversation; a frame
+    naming none (ping, start, presence, …) runs after every earlier frame, and every later frame
+    runs after it, so a ping's ack means all earlier frames were answered. An advisor serving
+    ten chats therefore waits for one commit per chat, not for the commits of all ten one after
+    another. At most `limit` frames are in flight per socket; past that the socket is not read
+    until one finishes.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self._tails: dict[str | None, asyncio.Task[None]] = {}
+        self._slots = asyncio.Semaphore(limit)
+
+    async def run(self, key: str | None, work: Callable[[], Awaitable[None]]) -> None:
+        await self._slots.acquire()
+        if key is None:
+            earlier = set(self._tails.values())
+        else:
+            earlier = {t for t in (self._tails.get(key), self._tails.get(None)) if t is not None}
+        task = asyncio.create_task(self._in_turn(earlier, work))
+        self._tails[key] = task
+        task.add_done_callback(lambda done: self._finished(key, done))
+
+    @staticmethod
+    async def _in_turn(earlier: set[asyncio.Task[None]], work: Callable[[], Awaitable[None]]) -> None:
+        if earlier:
+            await asyncio.wait(earlier)
+        await work()
+
+    def _finished(self, key: str | None, task: asyncio.Task[None]) -> None:
+        self._slots.release()
+        if self._tails.get(key) is task:
+            del self._tails[key]
+
+    async def drain(self) -> None:
+        """Wait for every frame already read: what was accepted is committed and acked."""
+        while self._tails:
+            await asyncio.wait(set(self._tails.values()))
+
+
 async def _serve(services: Services, conn: ClientConnection, remote: str | None = None) -> None:
     ws = conn.ws
     limiter = services.guard.frame_limiter(remote)
-    async for msg in ws:
-        if msg.type == WSMsgType.TEXT:
-            if not limiter.allow(services.hub.clock()):
-                conn.push(encode(ProtocolError(ErrorCode.RATE_LIMITED, "too many frames; slow down").to_event(None)))
-                if limiter.should_close():
-                    conn.close_after_flush(CloseCode.RATE_LIMITED, b"rate limited")
-                    return
-                continue
-            await _handle_text(services, conn, msg.data)
-        elif msg.type == WSMsgType.BINARY:
-            conn.push(encode(ProtocolError(ErrorCode.BAD_FRAME, "binary frames are not accepted; send JSON text").to_event(None)))
-        elif msg.type == WSMsgType.ERROR:
-            log.info("websocket error for %s: %s", conn.principal.user_id, ws.exception())
-            return
+    lanes = Lanes(services.settings.frames_in_flight)
+    try:
+        async for msg in ws:
+            if msg.type == WSMsgType.TEXT:
+                if not limiter.allow(services.hub.clock()):
+                    conn.push(encode(ProtocolError(ErrorCode.RATE_LIMITED, "too many frames; slow down").to_event(None)))
+                    if limiter.should_close():
+                        conn.close_after_flush(CloseCode.RATE_LIMITED, b"rate limited")
+                        return
+                    continue
+                try:
+                    frame = parse_frame(msg.data, max_text_chars=services.settings.max_text_chars)
+                except ProtocolError as exc:
+                    log.info("refused frame from %s: %s %s", conn.principal.user_id, exc.code, exc.message)
+                    conn.push(encode(exc.to_event(exc.cid)))
+                    continue
+                await lanes.run(frame.get("conversation_id"), lambda frame=frame: _handle_frame(services, conn, frame))
+            elif msg.type == WSMsgType.BINARY:
+                conn.push(encode(ProtocolError(ErrorCode.BAD_FRAME, "binary frames are not accepted; send JSON text").to_event(None)))
+            elif msg.type == WSMsgType.ERROR:
+                log.info("websocket error for %s: %s", conn.principal.user_id, ws.exception())
+                return
+    finally:
+        await lanes.drain()
 
 
-async def _handle_text(services: Services, conn: ClientConnection, data: str) -> None:
-    cid = None
+async def _handle_frame(services: Services, conn: ClientConnection, frame: Frame) -> None:
+    cid = frame.cid
     received = time.perf_counter()
     try:
-        frame = parse_frame(data, max_text_chars=services.settings.max_text_chars)
-        cid = frame.cid
         handler = HANDLERS[frame.type]
         result = await handler(services, conn, frame)
         ack: dict[str, Any] = {"type": "ack", "for": frame.type}
