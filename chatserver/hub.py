@@ -132,7 +132,12 @@ class Hub:
             deliver_to_channel=self._channel_target(conv, kind, blocked),
             meta={"hits": [hit_dict(h) for h in verdict.hits]} if verdict.hits else None,
         )
-        stored = await self.store.append(message)
+        # An advisor's first reply in a chat is filed beside its unanswered questions (the
+        # learning loop) in the message's own transaction; a chat never returns to the bot.
+        files_reply = who.role == "advisor" and not blocked and conv.id not in self._reply_filed
+        stored = await self.store.append(message, files_reply=files_reply)
+        if files_reply:
+            self._reply_filed.add(conv.id)
         self.metrics_hook("message_in", {"role": who.role, "verdict": stored.verdict})
         if stored.duplicate:
             # An idempotent resend: the first attempt already delivered it; just re-ack.
@@ -218,9 +223,6 @@ class Hub:
                 await self.suggest(conv, stored, text, customer)
         elif who.role == "advisor":
             await self.assignment.responded(conv.id, who.user_id)
-            if conv.id not in self._reply_filed:
-                await self.store.record_unanswered_reply(conv.id, text)
-                self._reply_filed.add(conv.id)
 
     # -- the bot ----------------------------------------------------------------------------
     async def bot_turn(self, conv: Conversation, stored: StoredMessage, text: str, customer: Customer | None) -> None:

@@ -97,6 +97,105 @@ class _Append:
     message: NewMessage
     future: asyncio.Future[StoredMessage]
     conversation_values: dict[str, Any] | None = None
+    files_reply: bool = False
+
+
+@dataclass
+class _Batch:
+    """One writer batch: what is new, what repeats, and the rows the new messages become."""
+
+    items: list[_Append]
+    results: dict[int, StoredMessage]
+    repeats: dict[int, int]  # the same client id twice in one batch: index -> first index
+    fresh: list[int]
+
+    @classmethod
+    def plan(cls, items: list[_Append], existing: dict[tuple[str, str], StoredMessage]) -> _Batch:
+        results: dict[int, StoredMessage] = {}
+        repeats: dict[int, int] = {}
+        fresh: list[int] = []
+        first_seen: dict[tuple[str, str], int] = {}
+        for i, item in enumerate(items):
+            m = item.message
+            key = (m.sender_id, m.client_id) if m.client_id else None
+            if key and key in existing:
+                results[i] = existing[key]
+            elif key and key in first_seen:
+                repeats[i] = first_seen[key]
+            else:
+                if key:
+                    first_seen[key] = i
+                fresh.append(i)
+        return cls(items, results, repeats, fresh)
+
+    @staticmethod
+    def client_keys(items: list[_Append]) -> list[tuple[str, str]]:
+        return [(b.message.sender_id, b.message.client_id) for b in items if b.message.client_id]
+
+    @property
+    def fresh_messages(self) -> list[NewMessage]:
+        return [self.items[i].message for i in self.fresh]
+
+    @property
+    def riders(self) -> list[tuple[NewMessage, dict[str, Any]]]:
+        """Conversation-row changes committed with a new message (the bot's state with its answer)."""
+        return [(self.items[i].message, self.items[i].conversation_values or {})
+                for i in self.fresh if self.items[i].conversation_values]
+
+    @property
+    def replies_to_file(self) -> list[dict[str, Any]]:
+        """An advisor's first reply, kept beside the chat's unanswered questions for KB editors."""
+        return [{"cid": self.items[i].message.conversation_id, "reply": self.items[i].message.text}
+                for i in self.fresh if self.items[i].files_reply]
+
+
+@dataclass
+class _Rows:
+    """The rows a batch of new messages writes, with the hash chain carried across them."""
+
+    stored: list[StoredMessage]
+    messages: list[dict[str, Any]]
+    alerts: list[dict[str, Any]]
+    deliveries: list[dict[str, Any]]
+    holds: list[dict[str, Any]]
+    heads: dict[str, tuple[int, str]]  # conversation id -> (last seq, last hash) after the batch
+
+    @classmethod
+    def build(cls, batch: list[NewMessage], heads: dict[str, tuple[int, str]]) -> _Rows:
+        rows = cls([], [], [], [], [], dict(heads))
+        seqs = rows.heads
+        for m in batch:
+            if m.conversation_id not in seqs:
+                raise NotFound(m.conversation_id)
+            last_seq, last_hash = seqs[m.conversation_id]
+            stored = StoredMessage(
+                id=new_id(), conversation_id=m.conversation_id, seq=last_seq + 1, sender_id=m.sender_id,
+                sender_role=m.sender_role, sender_name=m.sender_name, kind=m.kind, text=m.text,
+                verdict=m.verdict, created_at=m.created_at, client_id=m.client_id, meta=m.meta,
+            )
+            digest = chain_hash(last_hash, message_hash_fields(stored))
+            stored = _with_hash(stored, digest)
+            seqs[m.conversation_id] = (stored.seq, digest)
+            rows.messages.append({
+                "id": stored.id, "conversation_id": stored.conversation_id, "seq": stored.seq,
+                "sender_id": stored.sender_id, "sender_role": stored.sender_role,
+                "sender_name": stored.sender_name, "client_id": stored.client_id, "kind": stored.kind,
+                "text": stored.text, "verdict": stored.verdict, "meta": stored.meta,
+                "created_at": stored.created_at, "prev_hash": last_hash, "hash": digest,
+            })
+            for a in m.alerts:
+                rows.alerts.append({**a, "message_id": stored.id, "conversation_id": m.conversation_id})
+            if m.deliver_to_channel:
+                rows.deliveries.append({
+                    "id": new_id(), "message_id": stored.id, "conversation_id": m.conversation_id,
+                    "channel": m.deliver_to_channel, "status": "pending", "attempts": 0,
+                    "next_attempt_at": m.created_at,
+                })
+            if m.hold:
+                rows.holds.append({"message_id": stored.id, "conversation_id": m.conversation_id,
+                                   "state": "pending", "created_at": m.created_at})
+            rows.stored.append(stored)
+        return rows
 
 
 class SQLStore:
@@ -230,17 +329,19 @@ class SQLStore:
         self.breaker.succeeded()
 
     # -- messages: the group-commit writer -------------------------------------------------------
-    async def append(self, message: NewMessage, *,
-                     conversation_values: dict[str, Any] | None = None) -> StoredMessage:
+    async def append(self, message: NewMessage, *, conversation_values: dict[str, Any] | None = None,
+                     files_reply: bool = False) -> StoredMessage:
         """Store one message; returns only after commit. Idempotent on (sender_id, client_id).
 
         `conversation_values` changes the message's conversation row in the same transaction
         (the bot's state with the bot's answer): one commit, and one fsync, instead of two.
+        `files_reply` keeps this (advisor's) text beside the chat's unanswered questions, in the
+        same transaction too.
         """
         if self._writer is None or self._writer.done():
             raise StorageUnavailable("store is not running")
         future: asyncio.Future[StoredMessage] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Append(message, future, conversation_values))
+        self._queue.put_nowait(_Append(message, future, conversation_values, files_reply))
         return await future
 
     async def _write_loop(self) -> None:
@@ -273,49 +374,45 @@ class SQLStore:
         except StorageUnavailable as exc:
             _fail([item], exc)
 
-    async def _commit_batch(self, batch: list[_Append]) -> None:
-        results: dict[int, StoredMessage] = {}
-        repeats: dict[int, int] = {}  # the same client id twice in one batch: index -> first index
+    async def _commit_batch(self, items: list[_Append]) -> None:
         async with self.write(conversation_rows=False) as conn:
-            existing = await self._existing_by_client_id(conn, [b.message for b in batch])
-            fresh: list[tuple[int, NewMessage]] = []
-            first_seen: dict[tuple[str, str], int] = {}
-            for i, item in enumerate(batch):
-                m = item.message
-                key = (m.sender_id, m.client_id) if m.client_id else None
-                if key and key in existing:
-                    results[i] = existing[key]
-                elif key and key in first_seen:
-                    repeats[i] = first_seen[key]
-                else:
-                    if key:
-                        first_seen[key] = i
-                    fresh.append((i, m))
-            riders = [(m, batch[i].conversation_values) for i, m in fresh if batch[i].conversation_values]
-            if fresh:
-                stored = await self._insert_messages(conn, [m for _, m in fresh])
-                for (i, _), s in zip(fresh, stored, strict=True):
-                    results[i] = s
-            for m, values in riders:
+            batch = _Batch.plan(items, await self._existing_by_client_id(conn, _Batch.client_keys(items)))
+            rows = None
+            if batch.fresh:
+                heads = await self._lock_conversations(conn, list({m.conversation_id for m in batch.fresh_messages}))
+                rows = _Rows.build(batch.fresh_messages, heads)
+                await self._insert_rows(conn, rows)
+            for m, values in batch.riders:
                 await conn.execute(
                     update(t.conversations).where(t.conversations.c.id == m.conversation_id)
-                    .values(updated_at=m.created_at, **(values or {}))
+                    .values(updated_at=m.created_at, **values)
                 )
-        if fresh:
-            for s in stored:  # committed: the cached heads move on
+            if batch.replies_to_file:
+                await conn.execute(
+                    update(t.unanswered)
+                    .where(t.unanswered.c.conversation_id == bindparam("cid"), t.unanswered.c.advisor_reply.is_(None))
+                    .values(advisor_reply=bindparam("reply")),
+                    batch.replies_to_file,
+                )
+        self._batch_committed(batch, rows)
+
+    def _batch_committed(self, batch: _Batch, rows: _Rows | None) -> None:
+        """After commit: the cached heads move on and every caller gets its message."""
+        if rows is not None:
+            for i, s in zip(batch.fresh, rows.stored, strict=True):
+                batch.results[i] = s
                 self._conversation_written(s.conversation_id, s.seq)
-            for m, _ in riders:
-                self._conversation_written(m.conversation_id)
-        for i, first in repeats.items():
-            results[i] = _as_duplicate(results[first])
-        for i, item in enumerate(batch):
+        for m, _ in batch.riders:
+            self._conversation_written(m.conversation_id)
+        for i, first in batch.repeats.items():
+            batch.results[i] = _as_duplicate(batch.results[first])
+        for i, item in enumerate(batch.items):
             if not item.future.done():
-                item.future.set_result(results[i])
+                item.future.set_result(batch.results[i])
 
     async def _existing_by_client_id(
-        self, conn: AsyncConnection, batch: Sequence[NewMessage]
+        self, conn: AsyncConnection, keys: list[tuple[str, str]]
     ) -> dict[tuple[str, str], StoredMessage]:
-        keys = [(m.sender_id, m.client_id) for m in batch if m.client_id]
         if not keys:
             return {}
         rows = await conn.execute(
@@ -323,69 +420,30 @@ class SQLStore:
         )
         return {(r.sender_id, r.client_id): _as_duplicate(_message(r)) for r in rows}
 
-    async def _lock_conversations(self, conn: AsyncConnection, ids: list[str]) -> dict[str, Any]:
+    async def _lock_conversations(self, conn: AsyncConnection, ids: list[str]) -> dict[str, tuple[int, str]]:
         # Sorted so two nodes locking the same rows always take them in the same order.
         rows = await conn.execute(
-            select(t.conversations.c.id, t.conversations.c.last_seq, t.conversations.c.last_hash, t.conversations.c.channel)
+            select(t.conversations.c.id, t.conversations.c.last_seq, t.conversations.c.last_hash)
             .where(t.conversations.c.id.in_(sorted(ids)))
             .order_by(t.conversations.c.id)
             .with_for_update()
         )
-        return {r.id: r for r in rows}
+        return {r.id: (r.last_seq, r.last_hash) for r in rows}
 
-    async def _insert_messages(self, conn: AsyncConnection, batch: list[NewMessage]) -> list[StoredMessage]:
-        heads = await self._lock_conversations(conn, list({m.conversation_id for m in batch}))
-        seqs = {cid: (row.last_seq, row.last_hash) for cid, row in heads.items()}
-        out: list[StoredMessage] = []
-        rows: list[dict[str, Any]] = []
-        alert_rows: list[dict[str, Any]] = []
-        delivery_rows: list[dict[str, Any]] = []
-        hold_rows: list[dict[str, Any]] = []
-        for m in batch:
-            if m.conversation_id not in seqs:
-                raise NotFound(m.conversation_id)
-            last_seq, last_hash = seqs[m.conversation_id]
-            stored = StoredMessage(
-                id=new_id(), conversation_id=m.conversation_id, seq=last_seq + 1, sender_id=m.sender_id,
-                sender_role=m.sender_role, sender_name=m.sender_name, kind=m.kind, text=m.text,
-                verdict=m.verdict, created_at=m.created_at, client_id=m.client_id, meta=m.meta,
-            )
-            digest = chain_hash(last_hash, message_hash_fields(stored))
-            stored = _with_hash(stored, digest)
-            seqs[m.conversation_id] = (stored.seq, digest)
-            rows.append({
-                "id": stored.id, "conversation_id": stored.conversation_id, "seq": stored.seq,
-                "sender_id": stored.sender_id, "sender_role": stored.sender_role,
-                "sender_name": stored.sender_name, "client_id": stored.client_id, "kind": stored.kind,
-                "text": stored.text, "verdict": stored.verdict, "meta": stored.meta,
-                "created_at": stored.created_at, "prev_hash": last_hash, "hash": digest,
-            })
-            for a in m.alerts:
-                alert_rows.append({**a, "message_id": stored.id, "conversation_id": m.conversation_id})
-            if m.deliver_to_channel:
-                delivery_rows.append({
-                    "id": new_id(), "message_id": stored.id, "conversation_id": m.conversation_id,
-                    "channel": m.deliver_to_channel, "status": "pending", "attempts": 0,
-                    "next_attempt_at": m.created_at,
-                })
-            if m.hold:
-                hold_rows.append({"message_id": stored.id, "conversation_id": m.conversation_id,
-                                  "state": "pending", "created_at": m.created_at})
-            out.append(stored)
-        await conn.execute(t.messages.insert(), rows)
+    async def _insert_rows(self, conn: AsyncConnection, rows: _Rows) -> None:
+        await conn.execute(t.messages.insert(), rows.messages)
         await conn.execute(
             update(t.conversations)
             .where(t.conversations.c.id == bindparam("cid"))
             .values(last_seq=bindparam("seq"), last_hash=bindparam("h")),
-            [{"cid": cid, "seq": s, "h": h} for cid, (s, h) in seqs.items()],
+            [{"cid": cid, "seq": s, "h": h} for cid, (s, h) in rows.heads.items()],
         )
-        if alert_rows:
-            await conn.execute(t.alerts.insert(), alert_rows)
-        if delivery_rows:
-            await conn.execute(t.channel_deliveries.insert(), delivery_rows)
-        if hold_rows:
-            await conn.execute(t.holds.insert(), hold_rows)
-        return out
+        if rows.alerts:
+            await conn.execute(t.alerts.insert(), rows.alerts)
+        if rows.deliveries:
+            await conn.execute(t.channel_deliveries.insert(), rows.deliveries)
+        if rows.holds:
+            await conn.execute(t.holds.insert(), rows.holds)
 
     async def messages_after(
         self, conversation_id: str, after_seq: int, limit: int = 1000
@@ -809,13 +867,6 @@ class SQLStore:
         async with self.write(conversation_rows=False) as conn:
             await conn.execute(t.unanswered.insert().values(
                 id=new_id(), conversation_id=conversation_id, message_id=message_id, question=question, created_at=now))
-
-    async def record_unanswered_reply(self, conversation_id: str, reply: str) -> None:
-        """The first advisor reply after an unanswered question is kept beside it for KB editors."""
-        async with self.write(conversation_rows=False) as conn:
-            await conn.execute(update(t.unanswered).where(
-                t.unanswered.c.conversation_id == conversation_id, t.unanswered.c.advisor_reply.is_(None)
-            ).values(advisor_reply=reply))
 
     async def list_unanswered(self, limit: int = 2000) -> list[dict[str, Any]]:
         async with self.read() as conn:

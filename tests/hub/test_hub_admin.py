@@ -203,3 +203,15 @@ async def test_two_learned_entries_in_the_same_second_are_both_kept(hub):
     assert len(set(ids)) == 2
     status, kb = await hub.http("GET", "/api/kb", token=token)
     assert {e["id"] for e in kb["entries"]} >= set(ids)
+
+
+async def test_advisor_first_reply_is_filed_beside_the_unanswered_question(hub):
+    advisor = await hub.connect("advisor1")
+    investor, conv_id = await hub.human_chat(advisor, question="你们公司楼下停车怎么收费")
+    await advisor.say(conv_id, "有的，营业部在地铁2号线A出口旁边。")
+    await advisor.say(conv_id, "还有别的问题吗？")  # only the first reply is filed
+    token = await hub.token("supervisor1")
+    status, body = await hub.http("GET", "/api/kb/unanswered", token=token)
+    assert status == 200
+    filed = [c for c in body["clusters"] if "你们公司楼下停车怎么收费" in c["members"]]
+    assert filed and filed[0]["advisor_reply"] == "有的，营业部在地铁2号线A出口旁边。"
