@@ -16,7 +16,7 @@ from typing import Any
 
 import ahocorasick_rs
 
-from compliance.intent import CUES, Cue, score_intent
+from compliance.intent import CUES, Cue, paired_cues, score_intent
 from compliance.normalize import (
     CLAUSE_BREAKS,
     CLAUSE_MARK,
@@ -401,14 +401,16 @@ class ComplianceEngine:
         self._near_count = len(near_ordinal)
         # Per role, indexed by the automaton's pattern index: the key's mask and its payload.
         masks: list[list[int]] = [[] for _ in ROLES]
-        payloads: list[list[_Payload | None]] = [[] for _ in ROLES]
+        payloads: list[list[_Payload]] = [[] for _ in ROLES]
         for entries in keys.values():
             for role_index, active in enumerate(active_by_role):
                 kept = tuple(e for e in entries if e[0] in _ROLELESS or active[e[1]])
                 masks[role_index].append(_key_mask(kept, near_ordinal))
-                payloads[role_index].append(_key_payload(kept))
+                payloads[role_index].append(_key_payload(kept, near_ordinal))
         self._key_masks = tuple(tuple(m) for m in masks)
-        self._key_payloads = tuple(tuple(p) for p in payloads)
+        # Stored by kind (five tuples indexed by key) so ``expand`` gathers each kind with one
+        # comprehension over the matches instead of unpacking every key's payload.
+        self._key_payloads = tuple(_by_kind(p) for p in payloads)
         # ahocorasick_rs (Rust) reports every overlapping match as (pattern, start, end) in
         # character offsets, about 4x faster than pyahocorasick's iter over the same keys.
         self._keys = tuple(keys)
@@ -485,7 +487,7 @@ class ComplianceEngine:
         found.expand(
             found_keys,
             self._key_payloads[role_index],
-            near=bool(near_pairs),
+            near_pairs=near_pairs,
             intent=role != "investor" and found.intent_possible(level),
         )
         hits = _Evaluation(self, text, scan, boundary, role, level, marked).run(found)
@@ -598,27 +600,60 @@ def _key_mask(entries: tuple[tuple[int, int, int], ...], near_ordinal: dict[int,
 
 
 # Per key and role, its entries grouped by kind so a scan does no per-entry dispatch:
-# terms (rule, latin edges), near halves (kind, rule, edges), exception rules, cue class names,
+# terms (rule, latin edges), near halves (kind, rule, edges, the rule's bit in a message's
+# near_pairs), the rules the key is an exception of (a frozenset, or None), cue class names,
 # products.
 _Payload = tuple[
     tuple[tuple[int, int], ...],
-    tuple[tuple[int, int, int], ...],
-    tuple[int, ...],
+    tuple[tuple[int, int, int, int], ...],
+    frozenset[int] | None,
     tuple[str, ...],
     tuple[int, ...],
 ]
 
 
-def _key_payload(entries: tuple[tuple[int, int, int], ...]) -> _Payload | None:
-    if not entries:
-        return None
+_PayloadsByKind = tuple[
+    tuple[tuple[tuple[int, int], ...], ...],
+    tuple[tuple[tuple[int, int, int, int], ...], ...],
+    tuple[frozenset[int] | None, ...],
+    tuple[tuple[str, ...], ...],
+    tuple[tuple[int, ...], ...],
+]
+
+
+def _by_kind(payloads: list[_Payload]) -> _PayloadsByKind:
+    terms, near, exceptions, cues, products = zip(*payloads, strict=True) if payloads else ((),) * 5
+    return tuple(terms), tuple(near), tuple(exceptions), tuple(cues), tuple(products)
+
+
+def _key_payload(
+    entries: tuple[tuple[int, int, int], ...], near_ordinal: dict[int, int]
+) -> _Payload:
     return (
         tuple((index, token) for kind, index, token in entries if kind == _TERM),
-        tuple(e for e in entries if e[0] in (_FIRST, _SECOND)),
-        tuple(index for kind, index, _ in entries if kind == _EXC),
+        tuple(
+            (kind, index, token, 1 << near_ordinal[index])
+            for kind, index, token in entries
+            if kind in (_FIRST, _SECOND)
+        ),
+        frozenset(index for kind, index, _ in entries if kind == _EXC) or None,
         tuple(_CUE_NAMES[index] for kind, index, _ in entries if kind == _CUE),
         tuple(index for kind, index, _ in entries if kind == _PRODUCT),
     )
+
+
+_NO_RULES: frozenset[int] = frozenset()
+
+
+def _excepted_at(
+    exceptions: list[tuple[frozenset[int], int, int]], start: int, end: int
+) -> frozenset[int]:
+    """The rules whose exceptions overlap the span [start, end)."""
+    out = _NO_RULES
+    for excepted, es, ee in exceptions:
+        if es < end and start < ee:
+            out = out | excepted
+    return out
 
 
 class _Found:
@@ -636,10 +671,14 @@ class _Found:
     )
 
     def __init__(self, cue_mask: int, any_product: bool) -> None:
-        self.terms: list[tuple[int, int, int, int]] = []
+        # One entry per matched key with terms: its (rule, latin edges) pairs and the span. Many
+        # rules and variants share a key, and negation scope is a property of the span, so the
+        # evaluation works per span rather than per rule.
+        self.terms: list[tuple[tuple[tuple[int, int], ...], int, int]] = []
         self.firsts: dict[int, list[tuple[int, int, int]]] = {}
         self.seconds: dict[int, list[tuple[int, int, int]]] = {}
-        self.exceptions: dict[int, list[tuple[int, int]]] = {}
+        # (rules the matched key is an exception of, start, end), one entry per matched key.
+        self.exceptions: list[tuple[frozenset[int], int, int]] = []
         self.cues: list[Cue] = []
         self.cue_mask = cue_mask
         self.any_product = any_product
@@ -648,33 +687,37 @@ class _Found:
     def expand(
         self,
         found_keys: list[tuple[int, int, int]],
-        key_payloads: tuple[_Payload | None, ...],
+        key_payloads: _PayloadsByKind,
         *,
-        near: bool,
+        near_pairs: int,
         intent: bool,
     ) -> None:
-        """Group the scan's payloads; near groups only if some rule has both halves, cues and
+        """Group the scan's payloads; near halves only of rules with both halves here, cues and
         products only if intent or suitability can come of them (known from the key masks)."""
-        terms, cues, products = self.terms, self.cues, self.products
-        firsts, seconds, exceptions = self.firsts, self.seconds, self.exceptions
-        for key, start, end in found_keys:
-            payload = key_payloads[key]
-            if payload is None:
-                continue
-            key_terms, key_near, key_exceptions, key_cues, key_products = payload
-            for index, token in key_terms:
-                terms.append((index, start, end, token))
-            for index in key_exceptions:
-                exceptions.setdefault(index, []).append((start, end))
-            if near:
-                for kind, index, token in key_near:
+        key_terms, key_near, key_exceptions, key_cues, key_products = key_payloads
+        self.terms = [(t, start, end) for key, start, end in found_keys if (t := key_terms[key])]
+        self.exceptions = [
+            (x, start, end)
+            for key, start, end in found_keys
+            if (x := key_exceptions[key]) is not None
+        ]
+        if near_pairs:
+            firsts, seconds = self.firsts, self.seconds
+            for key, start, end in found_keys:
+                for kind, index, token, bit in key_near[key]:
+                    if not near_pairs & bit:
+                        continue  # the rule's other half is not in this message
                     spans = firsts if kind == _FIRST else seconds
                     spans.setdefault(index, []).append((start, end, token))
-            if intent:
-                for name in key_cues:
-                    cues.append(Cue(name, start, end, False))
-                for index in key_products:
-                    products.append((index, start, end))
+        if intent:
+            self.cues = [
+                Cue(name, start, end, False)
+                for key, start, end in found_keys
+                for name in key_cues[key]
+            ]
+            self.products = [
+                (index, start, end) for key, start, end in found_keys for index in key_products[key]
+            ]
 
     def intent_possible(self, level: int | None) -> bool:
         return _intent_possible(self.cue_mask, self.any_product, level)
@@ -748,12 +791,22 @@ class _Evaluation:
                 seen.add((hit.rule_id, hit.start, hit.end))
                 hits.append(hit)
 
-        for index, start, end, token in terms:
-            if end <= self.boundary:
+        boundary = self.boundary
+        for key_terms, start, end in terms:
+            if end <= boundary:
                 continue
-            if self._suppressed(index, start, end, token, exceptions):
-                continue
-            emit(rules[index], start, end)
+            excepted = _excepted_at(exceptions, start, end) if exceptions else _NO_RULES
+            scoped: bool | None = None  # negated or refuted: the same for every rule here
+            for index, token in key_terms:
+                if index in excepted:
+                    continue
+                if token and not self._latin_edges_ok(start, end, token):
+                    continue
+                if scoped is None:
+                    scoped = self._negated(start) or self._refuted(end)
+                if scoped:
+                    break
+                emit(rules[index], start, end)
         for index, first_spans in firsts.items():
             second_spans = seconds.get(index)
             if not second_spans:
@@ -793,10 +846,10 @@ class _Evaluation:
         start: int,
         end: int,
         token: int,
-        exceptions: dict[int, list[tuple[int, int]]],
+        exceptions: list[tuple[frozenset[int], int, int]],
     ) -> bool:
-        for es, ee in exceptions.get(index, ()):
-            if es < end and start < ee:
+        for excepted, es, ee in exceptions:
+            if es < end and start < ee and index in excepted:
                 return True
         if token and not self._latin_edges_ok(start, end, token):
             return True
@@ -926,14 +979,20 @@ class _Evaluation:
             if not boundary
             else [c for c in raw_cues if c.end > boundary or c.cls in _CARRIED_CUES]
         )
-        # Negation scope is costly; only work it out when cues could form a finding at all.
-        optimistic = score_intent(kept, self.scan) if self.engine.intent_tier is not None else []
+        # Negation scope is costly; only work it out for cues that could take part in a
+        # finding: those in some intent pattern (ignoring negation), and recommendations when
+        # suitability is checked. Neutral and unsuitable cues count negated or not.
+        paired = paired_cues(kept, self.scan) if self.engine.intent_tier is not None else set()
+        optimistic = bool(paired)
         suitability = self.level is not None and bool(products)
         if not optimistic and not suitability:
             return
         negated, refuted = self._negated, self._refuted
         cues = [
-            Cue(c.cls, c.start, c.end, True) if negated(c.start) or refuted(c.end) else c
+            Cue(c.cls, c.start, c.end, True)
+            if (c in paired or (suitability and c.cls == "recommend"))
+            and (negated(c.start) or refuted(c.end))
+            else c
             for c in kept
         ]
         engine = self.engine

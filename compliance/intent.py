@@ -262,27 +262,85 @@ class IntentFinding:
     reason: str
 
 
+def _live_by_class(
+    cues: Sequence[Cue],
+) -> tuple[list[Cue], list[Cue], list[Cue], list[Cue], list[Cue]]:
+    """The cues that count, sorted by class in their order: certain, gain, assure, lead, urge.
+
+    Negated cues do not count, and a neutral phrase overlapping a certainty or gain cue cancels
+    it (一定的, 收益率).
+    """
+    neutral = [c for c in cues if c.cls == "neutral"]
+    certain: list[Cue] = []
+    gain: list[Cue] = []
+    assure: list[Cue] = []
+    lead: list[Cue] = []
+    urge: list[Cue] = []
+    by_class = {"certain": certain, "gain": gain, "assure": assure, "lead": lead, "urge": urge}
+    for c in cues:
+        if c.negated:
+            continue
+        into = by_class.get(c.cls)
+        if into is None:
+            continue
+        if (
+            neutral
+            and into is not assure
+            and into is not lead
+            and into is not urge
+            and any(n.start < c.end and c.start < n.end for n in neutral)
+        ):
+            continue
+        into.append(c)
+    return certain, gain, assure, lead, urge
+
+
+def paired_cues(cues: Sequence[Cue], text: str) -> set[Cue]:
+    """Every cue that forms at least one of ``score_intent``'s patterns with another cue.
+
+    Whether a cue is negated can only change the findings if the cue is in such a pair, so the
+    engine works out negation scope for these cues alone; an empty set means ``score_intent``
+    finds nothing.
+    """
+    certain, gain, assure, lead, urge = _live_by_class(cues)
+    out: set[Cue] = set()
+    for c in certain:
+        for g in gain:
+            if 0 <= g.start - c.end <= CERTAIN_GAIN_GAP and GAP_FILLER.issuperset(
+                text[c.end : g.start]
+            ):
+                out.add(c)
+                out.add(g)
+    for g in gain:
+        for a in assure:
+            if 0 <= a.start - g.end <= GAIN_ASSURE_GAP and GAP_FILLER.issuperset(
+                text[g.end : a.start]
+            ):
+                out.add(g)
+                out.add(a)
+    for ld in lead:
+        for g in gain + certain:
+            if 0 <= g.start - ld.end <= LEAD_GAP:
+                out.add(ld)
+                out.add(g)
+        for u in urge:
+            if abs(u.start - ld.end) <= LEAD_GAP:
+                out.add(ld)
+                out.add(u)
+    for u in urge:
+        for g in gain + certain:
+            if 0 <= g.start - u.end <= URGE_GAP or 0 <= u.start - g.end <= URGE_GAP:
+                out.add(u)
+                out.add(g)
+    return out
+
+
 def score_intent(cues: Sequence[Cue], text: str) -> list[IntentFinding]:
     """Ordered cue patterns that signal a promise of returns or pressure to trade.
 
     ``text`` is the folded text the cue positions index.
     """
-    neutral = [c for c in cues if c.cls == "neutral"]
-    live = [
-        c
-        for c in cues
-        if not c.negated
-        and c.cls != "neutral"
-        and not (
-            c.cls in ("certain", "gain")
-            and any(n.start < c.end and c.start < n.end for n in neutral)
-        )
-    ]
-    certain = [c for c in live if c.cls == "certain"]
-    gain = [c for c in live if c.cls == "gain"]
-    assure = [c for c in live if c.cls == "assure"]
-    lead = [c for c in live if c.cls == "lead"]
-    urge = [c for c in live if c.cls == "urge"]
+    certain, gain, assure, lead, urge = _live_by_class(cues)
     found: list[IntentFinding] = []
     for c in certain:
         for g in gain:

@@ -1,0 +1,52 @@
+"""The intent scorer's pairing: the engine works out negation only for cues ``paired_cues`` names."""
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from compliance.intent import Cue, paired_cues, score_intent
+
+TEXT = "会能要我们一定会大涨的明天给您回复收益情况跟着我买赶紧上车没问题"
+
+_cues = st.lists(
+    st.builds(
+        lambda cls, start, length: Cue(cls, start, min(start + length, len(TEXT)), False),
+        st.sampled_from(("certain", "gain", "assure", "lead", "urge", "neutral", "recommend")),
+        st.integers(0, len(TEXT) - 1),
+        st.integers(1, 4),
+    ),
+    max_size=12,
+    unique=True,
+)
+
+
+def _negate(cues: list[Cue], which: set[int]) -> list[Cue]:
+    return [c._replace(negated=True) if i in which else c for i, c in enumerate(cues)]
+
+
+@settings(max_examples=1500, deadline=None)
+@given(_cues, st.sets(st.integers(0, 11)))
+def test_negating_an_unpaired_cue_never_changes_the_findings(
+    cues: list[Cue], negated: set[int]
+) -> None:
+    paired = paired_cues(cues, TEXT)
+    only_paired = {i for i in negated if i < len(cues) and cues[i] in paired}
+    assert score_intent(_negate(cues, negated), TEXT) == score_intent(
+        _negate(cues, only_paired), TEXT
+    )
+    assert bool(paired) == bool(score_intent(cues, TEXT))
+
+
+def test_a_gain_far_from_any_certainty_is_not_paired() -> None:
+    certain = Cue("certain", 5, 7, False)  # 一定, then 会 (filler), then 大涨
+    near_gain = Cue("gain", 8, 10, False)
+    far_gain = Cue("gain", 17, 19, False)  # 收益, in another sentence
+    neutral = Cue("neutral", 30, 32, False)
+    assert paired_cues([certain, near_gain, far_gain, neutral], TEXT) == {certain, near_gain}
+    assert paired_cues([certain, far_gain], TEXT) == set()
+    assert score_intent([certain, far_gain], TEXT) == []
+
+
+def test_a_neutral_phrase_over_the_certainty_leaves_nothing_to_pair() -> None:
+    certain = Cue("certain", 5, 7, False)
+    gain = Cue("gain", 8, 10, False)
+    assert paired_cues([certain, gain, Cue("neutral", 5, 8, False)], TEXT) == set()
