@@ -236,6 +236,7 @@ _NEGATOR_RE = re.compile(
 # Where a negator could start: a plain character class, which re scans for in C far faster than
 # the lookahead alternation; every candidate is then confirmed with _NEGATOR_RE.match.
 _NEGATOR_FIRST = re.compile("[" + "".join(sorted({re.escape(n[0]) for n in _NEGATORS})) + "]")
+_ONE_CHAR_NEGATORS = frozenset(n for n in _NEGATORS if len(n) == 1)
 _CLAUSE_BREAKS = frozenset(CLAUSE_BREAKS)
 # Negation after the term (保本是不可能的, 稳赚不赔的都是骗子, 刚性兑付已经被打破): up to three
 # characters closed by 的 (so 稳赚 inside 稳赚不赔的 is covered too) or a demonstrative, a noun for
@@ -736,7 +737,6 @@ class _Evaluation:
         "marked",
         "_offsets",
         "_segment_ends",
-        "_negator_starts",
         "_negated_at",
         "_refuted_at",
     )
@@ -760,7 +760,6 @@ class _Evaluation:
         self.level = level
         self._offsets: list[int] | None = None
         self._segment_ends: list[int] | None = None
-        self._negator_starts: list[int] | None = None
         # Many rules (and their variants) hit at the same place; scope is a property of the place.
         self._negated_at: dict[int, bool] = {}
         self._refuted_at: dict[int, bool] = {}
@@ -884,19 +883,15 @@ class _Evaluation:
             return known
         scan = self.scan
         lo = max(self.boundary if start >= self.boundary else 0, start - _NEG_WINDOW)
-        starts = self._negator_starts
-        if starts is None:
-            # One scan of the whole message for every place a negator could start; each term
-            # then looks only at the few candidates in its window.
-            starts = self._negator_starts = [m.start() for m in _NEGATOR_FIRST.finditer(scan)]
         result = False
-        for index in range(bisect.bisect_right(starts, start - 1) - 1, -1, -1):
-            pos = starts[index]
-            if pos < lo:
-                break
+        # Where a negator could start inside the window, nearest first (a plain character
+        # class: re scans for it in C; the few candidates are then confirmed).
+        candidates = [m.start() for m in _NEGATOR_FIRST.finditer(scan, lo, start)]
+        for pos in reversed(candidates):
             # Same tests as on the slice scan[lo:start]: the negator and any idiom must end
-            # before the term, and an A-not-A question needs a character on both sides.
-            if _NEGATOR_RE.match(scan, pos, start) is None:
+            # before the term, and an A-not-A question needs a character on both sides. A
+            # one-character negator always fits before the term.
+            if scan[pos] not in _ONE_CHAR_NEGATORS and _NEGATOR_RE.match(scan, pos, start) is None:
                 continue
             if scan.startswith(_NOT_NEGATING, pos, start):
                 continue

@@ -155,10 +155,13 @@ _DENSE_END_CHAR = chr(_DENSE_END)
 
 def collapse_repeats(folded: str) -> str:
     # search() first, then split/join: both stay in C, where sub() with a template expands it
-    # in Python for every match (谢谢 is in half of all chat messages).
-    if _HAN_PAIR.search(folded) is None:
+    # in Python for every match (谢谢 is in half of all chat messages). The text before the
+    # first pair has no repeat (nor one running into the pair), so only the rest is split.
+    first = _HAN_PAIR.search(folded)
+    if first is None:
         return folded
-    return "".join(HAN_REPEAT.split(folded))
+    at = first.start()
+    return folded[:at] + "".join(HAN_REPEAT.split(folded[at:]))
 
 
 def _beyond_dense(text: str) -> bool:
