@@ -175,3 +175,44 @@ async def test_sqlite_file_survives_reopen(tmp_path):
         assert mode == "wal"
     finally:
         await s2.close()
+
+
+async def test_sqlite_locked_by_another_process_fails_the_append_then_recovers(tmp_path):
+    """The group-commit writer's own sqlite3 connection: a lock it cannot get is an error, not an ack."""
+    import sqlite3
+
+    from chatserver.storage.sql import SqliteStore
+
+    path = tmp_path / "locked.sqlite3"
+    s = SqliteStore(f"sqlite+aiosqlite:///{path}", busy_timeout_s=0.2)
+    await s.start()
+    try:
+        cid = await conversation(s)
+        other = sqlite3.connect(path, isolation_level=None)  # as another `serve` process would
+        other.execute("BEGIN EXCLUSIVE")
+        with pytest.raises(StorageUnavailable, match="locked"):
+            await s.append(message(cid, "not acked", client_id="c-1"))
+        other.execute("ROLLBACK")
+        other.close()
+        retried = await s.append(message(cid, "not acked", client_id="c-1"))  # the client's retry
+        assert retried.seq == 1 and not retried.duplicate
+        assert [m.text for m in await s.messages_after(cid, 0)] == ["not acked"]
+    finally:
+        await s.close()
+
+
+async def test_two_processes_racing_one_client_id_store_it_once(tmp_path):
+    """Two stores on one file (serve --workers): the loser's unique-key conflict resolves to the winner."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'shared.sqlite3'}"
+    a, b = open_store(url), open_store(url)
+    await a.start()
+    await b.start()
+    try:
+        cid = await conversation(a)
+        first, second = await asyncio.gather(
+            a.append(message(cid, "once", client_id="same")), b.append(message(cid, "once", client_id="same")))
+        assert first.id == second.id and {first.duplicate, second.duplicate} == {False, True}
+        assert [m.text for m in await a.messages_after(cid, 0)] == ["once"]
+    finally:
+        await a.close()
+        await b.close()
