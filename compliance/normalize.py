@@ -117,15 +117,18 @@ class Normaliser:
         kept = list(itertools.compress(range(len(text)), mask))
         if len(kept) != len(pre):
             return self._fold_with_offsets_slow(text)  # a character expanded (㍿ → 株式会社)
-        if not _HAN_PAIR.search(pre):
+        first = _HAN_PAIR.search(pre)
+        if first is None:
             return pre, kept
+        # As in collapse_repeats: nothing before the first pair is collapsed.
+        at = first.start()
         offsets: list[int] = []
         last = 0
-        for m in HAN_REPEAT.finditer(pre):
+        for m in HAN_REPEAT.finditer(pre, at):
             offsets += kept[last : m.start() + 1]
             last = m.end()
         offsets += kept[last:]
-        return "".join(HAN_REPEAT.split(pre)), offsets
+        return pre[:at] + "".join(HAN_REPEAT.split(pre[at:])), offsets
 
     def _fold_with_offsets_slow(self, text: str) -> tuple[str, list[int]]:
         table = self._table
