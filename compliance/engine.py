@@ -930,12 +930,13 @@ class _Evaluation:
             marked = self.marked
             current_len = len(self.scan) - self.boundary
             # The scan is the marked text without marks, repeats collapsed. Same length: nothing
-            # was collapsed, so the segments line up. Otherwise collapse here too and compare
-            # (a repeat across a clause mark collapses in the scan but not here).
+            # was collapsed, so the segments line up. Otherwise collapse here too; the scan is
+            # this text without marks, collapsed again, so equal lengths mean equal texts (a
+            # repeat across a clause mark collapses in the scan but not here).
             usable = len(marked) - marked.count(CLAUSE_MARK) == current_len
             if not usable:
                 marked = collapse_repeats(marked)
-                usable = marked.replace(CLAUSE_MARK, "") == self.scan[self.boundary :]
+                usable = len(marked) - marked.count(CLAUSE_MARK) == current_len
             if usable:
                 self._segment_ends = list(itertools.accumulate(map(len, marked.split(CLAUSE_MARK))))
             else:

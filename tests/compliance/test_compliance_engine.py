@@ -269,3 +269,18 @@ def test_loss_cover_and_no_risk_paraphrases(
 ) -> None:
     v = engine.check(text, "advisor")
     assert v.tier is Tier.BLOCK and category in v.categories, text
+
+
+@pytest.mark.parametrize(
+    ("text", "tier"),
+    [
+        # 好，好 collapses to one 好 across the comma, so the clause marks no longer line up with
+        # the scan; the comma after 不 must still end the negator's reach.
+        ("好，好不，保证收益", Tier.BLOCK),
+        ("好，好不保证收益", Tier.PASS),
+    ],
+)
+def test_clause_breaks_after_a_repeat_collapsed_across_punctuation(
+    engine: ComplianceEngine, text: str, tier: Tier
+) -> None:
+    assert engine.check(text, "advisor").tier is tier, text
