@@ -295,18 +295,7 @@ class Assignment:
         ex-leader and the new leader may both assign the same chat: only the first write lands."""
         if conv.state == "closed":
             return False
-        from sqlalchemy import update
-
-        from chatserver.storage import schema as t
-
-        c = t.conversations.c
-        async with self.hub.store.write() as db:
-            result = await db.execute(
-                update(t.conversations)
-                .where(c.id == conv.id, c.state == conv.state, c.advisor_id.is_not_distinct_from(conv.advisor_id))
-                .values(state="assigned", advisor_id=advisor_id, updated_at=now)
-            )
-        return bool(result.rowcount == 1)
+        return await self.hub.store.take_conversation(conv, advisor_id, now)
 
     async def _queued(self, d: Queued | PositionChanged) -> None:
         conv = await self.hub.store.get_conversation(d.conversation_id)

@@ -582,6 +582,24 @@ class SQLStore:
         finally:
             self._conversation_written(conversation_id)
 
+    async def take_conversation(self, conv: Conversation, advisor_id: str, now: float) -> bool:
+        """Assign `conv` to `advisor_id` only if its row is still as read (compare-and-set).
+
+        During a routing failover a stale ex-leader and the new leader may both assign the same
+        chat: only the first write lands. Only this row leaves the conversation cache.
+        """
+        c = t.conversations.c
+        try:
+            async with self.write(conversation_rows=False) as conn:
+                result = await conn.execute(
+                    update(t.conversations)
+                    .where(c.id == conv.id, c.state == conv.state, c.advisor_id.is_not_distinct_from(conv.advisor_id))
+                    .values(state="assigned", advisor_id=advisor_id, updated_at=now)
+                )
+        finally:
+            self._conversation_written(conv.id)
+        return bool(result.rowcount == 1)
+
     async def list_conversations(
         self, *, investor_id: str | None = None, advisor_id: str | None = None,
         customer_id: str | None = None, states: Sequence[str] | None = None, limit: int = 200,
@@ -1046,17 +1064,21 @@ class _RawWriter:
         return batch, rows
 
     def _existing(self, db: sqlite3.Connection, keys: list[tuple[str, str]]) -> dict[tuple[str, str], StoredMessage]:
-        wanted = set(keys)
+        # Joined against the (sender_id, client_id) unique index: `client_id IN (...)` alone
+        # would scan the whole messages table on every batch.
         found: dict[tuple[str, str], StoredMessage] = {}
-        client_ids = sorted({cid for _, cid in wanted})
-        for start in range(0, len(client_ids), self._CHUNK):
-            chunk = client_ids[start:start + self._CHUNK]
-            for row in db.execute(f"SELECT {', '.join(self._MESSAGE_COLUMNS)} FROM messages "
-                                  f"WHERE client_id IN ({', '.join('?' * len(chunk))})", chunk):
+        unique = sorted(set(keys))
+        columns = ", ".join(f"m.{c}" for c in self._MESSAGE_COLUMNS)
+        for start in range(0, len(unique), self._CHUNK // 2):
+            chunk = unique[start:start + self._CHUNK // 2]
+            rows = db.execute(
+                f"SELECT {columns} FROM (VALUES {', '.join(['(?, ?)'] * len(chunk))}) AS k "
+                "JOIN messages AS m ON m.sender_id = k.column1 AND m.client_id = k.column2",
+                [value for key in chunk for value in key])
+            for row in rows:
                 record = dict(zip(self._MESSAGE_COLUMNS, row, strict=True))
-                if (record["sender_id"], record["client_id"]) in wanted:
-                    record["meta"] = orjson.loads(record["meta"]) if record["meta"] is not None else None
-                    found[(record["sender_id"], record["client_id"])] = StoredMessage(**record, duplicate=True)
+                record["meta"] = orjson.loads(record["meta"]) if record["meta"] is not None else None
+                found[(record["sender_id"], record["client_id"])] = StoredMessage(**record, duplicate=True)
         return found
 
     def _heads(self, db: sqlite3.Connection, ids: set[str]) -> dict[str, tuple[int, str]]:
@@ -1085,15 +1107,22 @@ class _RawInsert:
         self._table = table
         self._defaults = {c.name: c.default.arg for c in table.columns
                           if c.default is not None and getattr(c.default, "is_scalar", False)}
+        self._json = {c.name for c in table.columns if isinstance(c.type, JSON)}
 
     def run(self, db: sqlite3.Connection, rows: list[dict[str, Any]]) -> None:
         if not rows:
             return
         names = list(dict.fromkeys([*rows[0], *self._defaults]))
+        defaults = [self._defaults.get(n) for n in names]
+        encoded = [i for i, n in enumerate(names) if n in self._json]
+        values = []
+        for r in rows:
+            row = [r.get(n, d) for n, d in zip(names, defaults, strict=True)]
+            for i in encoded:  # JSON as SQLAlchemy binds it on SQLite: text, None as 'null'
+                row[i] = orjson.dumps(row[i]).decode()
+            values.append(row)
         db.executemany(
-            f"INSERT INTO {self._table.name} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
-            [[_raw_value(self._table, n, r.get(n, self._defaults.get(n))) for n in names] for r in rows],
-        )
+            f"INSERT INTO {self._table.name} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})", values)
 
 
 def _raw_value(table: Any, name: str, value: Any) -> Any:
