@@ -178,10 +178,16 @@ class Lanes:
 
     def __init__(self, limit: int) -> None:
         self._tails: dict[str | None, asyncio.Task[None]] = {}
-        self._slots = asyncio.Semaphore(limit)
+        self._limit = limit
+        self._in_flight = 0
+        self._room = asyncio.Event()  # set while fewer than `limit` frames are in flight
+        self._room.set()
 
     async def run(self, key: str | None, work: Callable[[], Awaitable[None]]) -> None:
-        await self._slots.acquire()
+        while self._in_flight >= self._limit:
+            self._room.clear()
+            await self._room.wait()
+        self._in_flight += 1
         if key is None:
             earlier = set(self._tails.values())
         else:
@@ -197,7 +203,8 @@ class Lanes:
         await work()
 
     def _finished(self, key: str | None, task: asyncio.Task[None]) -> None:
-        self._slots.release()
+        self._in_flight -= 1
+        self._room.set()
         if self._tails.get(key) is task:
             del self._tails[key]
 
