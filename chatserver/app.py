@@ -21,7 +21,7 @@ from chatserver.auth import TokenSigner
 from chatserver.bus import Bus, LocalBus
 from chatserver.channels import ChannelGateway
 from chatserver.cluster import ClusterAssignment, NodeGauges, bus_state
-from chatserver.engines import Engines
+from chatserver.engines import Engines, freeze_heap
 from chatserver.guard import Guard
 from chatserver.http_api import add_routes
 from chatserver.hub import Hub
@@ -94,6 +94,7 @@ async def open_services(settings: Settings) -> Services:
     await hub.assignment.start()
     await services.channels.start()
     await bus.subscribe(topics.CONTROL, lambda payload: _on_control(services, payload))
+    freeze_heap()  # everything opened so far lives as long as the process
     services.ready = True
     return services
 
