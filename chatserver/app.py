@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -120,6 +121,24 @@ def _on_control(services: Services, payload: str) -> None:
     event = decode_json(payload)
     if isinstance(event, dict) and event.get("type") == "reload":
         asyncio.get_running_loop().create_task(services.engines.refresh())
+
+
+# How long the event loop may hold the GIL before a waiting thread gets it (Python's default
+# is 5 ms). The SQLite writer thread releases the GIL around every SQLite call and needs it back
+# to go on; with the loop busy, each of those waits could last the full 5 ms, so one group
+# commit took tens of milliseconds and every acknowledgement waited behind it
+# (docs/benchmarks/pipeline.md).
+GIL_SWITCH_INTERVAL_S = 0.001
+
+
+def prepare_process() -> None:
+    """Process-wide settings for a serving hub: uvloop if installed, a short GIL switch interval."""
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
+    try:
+        import uvloop
+    except ImportError:
+        return
+    uvloop.install()
 
 
 def create_app(settings: Settings, *, announce: bool = False) -> web.Application:

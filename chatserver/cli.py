@@ -75,19 +75,14 @@ def serve(settings: Settings, workers: int = 1) -> int:
     from aiohttp import web
 
     from chatserver import logs
-    from chatserver.app import create_app
+    from chatserver.app import create_app, prepare_process
 
     logs.configure(settings.log_level, settings.log_json)
     if workers > 1:
         from chatserver.workers import run_workers
 
         return run_workers(settings, workers)
-    try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:
-        pass
+    prepare_process()
     web.run_app(create_app(settings, announce=True), host=settings.host, port=settings.port,
                 print=None, shutdown_timeout=10, access_log=None)
     return 0

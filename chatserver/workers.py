@@ -120,18 +120,13 @@ def worker_main(settings: Settings, index: int) -> None:
     from aiohttp import web
 
     from chatserver import logs
-    from chatserver.app import create_app
+    from chatserver.app import create_app, prepare_process
 
     logs.configure(settings.log_level, settings.log_json)
     # Out of the terminal's process group: Ctrl-C reaches only the parent, which sends each
     # worker one SIGTERM, so no worker sees two shutdown signals.
     os.setpgrp()
-    try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:
-        pass
+    prepare_process()
     web.run_app(
         create_app(settings, announce=index == 0),
         host=settings.host,

@@ -1082,22 +1082,34 @@ class _RawWriter:
         return found
 
     def _heads(self, db: sqlite3.Connection, ids: set[str]) -> dict[str, tuple[int, str]]:
+        # One result row (a JSON array) rather than one per conversation: every row fetched is
+        # a trip out of and back into the GIL for this thread.
         heads: dict[str, tuple[int, str]] = {}
         ordered = sorted(ids)
         for start in range(0, len(ordered), self._CHUNK):
             chunk = ordered[start:start + self._CHUNK]
-            for cid, seq, digest in db.execute(
-                    f"SELECT id, last_seq, last_hash FROM conversations WHERE id IN ({', '.join('?' * len(chunk))})", chunk):
+            (packed,) = db.execute(
+                "SELECT json_group_array(json_array(id, last_seq, last_hash)) FROM conversations "
+                f"WHERE id IN ({', '.join('?' * len(chunk))})", chunk).fetchone()
+            for cid, seq, digest in orjson.loads(packed):
                 heads[cid] = (seq, digest)
         return heads
 
     def _insert(self, db: sqlite3.Connection, rows: _Rows) -> None:
         self._inserts["messages"].run(db, rows.messages)
-        db.executemany("UPDATE conversations SET last_seq = ?, last_hash = ? WHERE id = ?",
-                       [(seq, digest, cid) for cid, (seq, digest) in rows.heads.items()])
+        heads = list(rows.heads.items())
+        for start in range(0, len(heads), self._CHUNK // 3):
+            chunk = heads[start:start + self._CHUNK // 3]
+            db.execute(
+                "UPDATE conversations SET last_seq = v.column2, last_hash = v.column3 "
+                f"FROM (VALUES {', '.join(['(?, ?, ?)'] * len(chunk))}) AS v WHERE conversations.id = v.column1",
+                [value for cid, (seq, digest) in chunk for value in (cid, seq, digest)])
         self._inserts["alerts"].run(db, rows.alerts)
         self._inserts["channel_deliveries"].run(db, rows.deliveries)
         self._inserts["holds"].run(db, rows.holds)
+
+
+_SQLITE_MAX_VARIABLES = 32766  # SQLite 3.32 and later
 
 
 class _RawInsert:
@@ -1115,14 +1127,19 @@ class _RawInsert:
         names = list(dict.fromkeys([*rows[0], *self._defaults]))
         defaults = [self._defaults.get(n) for n in names]
         encoded = [i for i, n in enumerate(names) if n in self._json]
-        values = []
+        values: list[Any] = []
         for r in rows:
             row = [r.get(n, d) for n, d in zip(names, defaults, strict=True)]
             for i in encoded:  # JSON as SQLAlchemy binds it on SQLite: text, None as 'null'
                 row[i] = orjson.dumps(row[i]).decode()
-            values.append(row)
-        db.executemany(
-            f"INSERT INTO {self._table.name} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})", values)
+            values.extend(row)
+        # Multi-row INSERTs: one SQLite step (one GIL round trip) per statement, not per row.
+        per_row = f"({', '.join('?' * len(names))})"
+        rows_per_statement = max(1, _SQLITE_MAX_VARIABLES // len(names))
+        for start in range(0, len(rows), rows_per_statement):
+            count = min(rows_per_statement, len(rows) - start)
+            db.execute(f"INSERT INTO {self._table.name} ({', '.join(names)}) VALUES {', '.join([per_row] * count)}",
+                       values[start * len(names):(start + count) * len(names)])
 
 
 def _raw_value(table: Any, name: str, value: Any) -> Any:
