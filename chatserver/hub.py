@@ -29,6 +29,16 @@ from chatserver.storage.sql import SQLStore, StorageUnavailable, new_id
 log = logging.getLogger("chatserver.hub")
 
 BOT = Principal(user_id="bot", role="bot", name="智能助手")
+
+
+@dataclass(frozen=True)
+class BotTurn:
+    """What the bot decided for one investor message, before anything is stored."""
+
+    action: str
+    handoff_reason: str | None
+    changes: dict[str, Any]  # the conversation row: bot state and intent
+    message: NewMessage | None  # the bot's answer, None when it has nothing to say
 SYSTEM = Principal(user_id="system", role="system", name="系统")
 # How many of a sender's recent messages compliance sees, to catch a phrase split across them.
 COMPLIANCE_WINDOW = 3
@@ -135,7 +145,17 @@ class Hub:
         # An advisor's first reply in a chat is filed beside its unanswered questions (the
         # learning loop) in the message's own transaction; a chat never returns to the bot.
         files_reply = who.role == "advisor" and not blocked and conv.id not in self._reply_filed
-        stored = await self.store.append(message, files_reply=files_reply)
+        # A bot-served investor's question and the bot's answer share one commit: the bot is
+        # pure and decides in well under a millisecond, so it answers before the question is
+        # stored instead of waiting for a second commit after it.
+        turn = (self._plan_bot_turn(conv, text, customer)
+                if who.role == "investor" and conv.state == "bot" and kind != "leave_message" and not blocked
+                else None)
+        answer = None
+        if turn is not None and turn.message is not None:
+            stored, answer = await self.store.append_with_reply(message, turn.message, turn.changes)
+        else:
+            stored = await self.store.append(message, files_reply=files_reply)
         if files_reply:
             self._reply_filed.add(conv.id)
         self.metrics_hook("message_in", {"role": who.role, "verdict": stored.verdict})
@@ -158,7 +178,10 @@ class Hub:
         await self.deliver(conv, stored)
         if message.deliver_to_channel:
             self.channel_wakeup.set()
-        await self._after_delivery(who, conv, stored, text, customer)
+        if turn is not None:
+            await self._finish_bot_turn(conv, stored, text, turn, answer)
+        else:
+            await self._after_delivery(who, conv, stored, text, customer)
         return Accepted(stored)
 
     def _check(self, who: Principal, conv: Conversation, text: str, customer: Customer | None) -> Any:
@@ -217,19 +240,17 @@ class Hub:
     async def _after_delivery(self, who: Principal, conv: Conversation, stored: StoredMessage,
                               text: str, customer: Customer | None) -> None:
         if who.role == "investor":
-            if conv.state == "bot" and stored.kind != "leave_message":
-                await self.bot_turn(conv, stored, text, customer)
-            elif conv.state == "assigned" and conv.advisor_id:
+            if conv.state == "assigned" and conv.advisor_id:
                 await self.suggest(conv, stored, text, customer)
         elif who.role == "advisor":
             await self.assignment.responded(conv.id, who.user_id)
 
     # -- the bot ----------------------------------------------------------------------------
-    async def bot_turn(self, conv: Conversation, stored: StoredMessage, text: str, customer: Customer | None) -> None:
+    def _plan_bot_turn(self, conv: Conversation, text: str, customer: Customer | None) -> BotTurn:
+        """The bot's reply to an investor message, checked and ready to store with it."""
         bot = self.engines.bot
         assert bot is not None
         reply = bot.respond(text, bot_state_from(conv.bot_state), customer.risk_level if customer else None)
-        state = dataclasses.asdict(reply.state)
         meta: dict[str, Any] = {"action": reply.action, "confidence": round(reply.confidence, 3)}
         if reply.entry_id:
             meta["entry_id"] = reply.entry_id
@@ -237,20 +258,36 @@ class Hub:
             meta["suggestions"] = [{"entry_id": s.entry_id, "question": s.question} for s in reply.suggestions]
         if reply.handoff_reason:
             meta["handoff_reason"] = reply.handoff_reason
-        now = self.clock()
-        changes: dict[str, Any] = {"bot_state": state, "intent": reply.intent or conv.intent}
-        conv = replace(conv, **changes)
+        changes: dict[str, Any] = {"bot_state": dataclasses.asdict(reply.state), "intent": reply.intent or conv.intent}
+        message = None
         if reply.text:
-            # The bot's memory is committed with its answer: a bot turn waits for one commit.
-            await self.post_as(BOT, conv, reply.text, kind="bot", meta=meta, conversation_update=changes)
-        else:
-            await self.store.update_conversation(conv.id, now, **changes)
+            answered = replace(conv, **changes)
+            verdict = self._check(BOT, answered, reply.text, None)
+            message = NewMessage(
+                conversation_id=conv.id, sender_id=BOT.user_id, sender_role=BOT.role, sender_name=BOT.name,
+                kind="bot", text=reply.text, verdict=verdict.tier.name.lower(), created_at=self.clock(), meta=meta,
+                deliver_to_channel=self._channel_target(answered, "bot", False),
+            )
+        return BotTurn(action=reply.action, handoff_reason=reply.handoff_reason, changes=changes, message=message)
+
+    async def _finish_bot_turn(self, conv: Conversation, stored: StoredMessage, text: str, turn: BotTurn,
+                               answer: StoredMessage | None) -> None:
+        """After the question (and the answer with it) committed: deliver, learn, hand over."""
+        now = self.clock()
+        conv = replace(conv, **turn.changes)
+        if answer is not None:
+            await self.deliver(conv, answer)
+            if answer.verdict != "pass":
+                log.warning("bot message %s in %s has verdict %s", answer.id, conv.id, answer.verdict)
+            self.channel_wakeup.set()
+        elif turn.message is None:
+            await self.store.update_conversation(conv.id, now, **turn.changes)
         # The learning loop: a question the bot could only guess at ("did you mean") or had no
         # answer for is what a KB editor needs to see; explicit 转人工 and complaints are not.
-        if reply.action == "suggest" or reply.handoff_reason in ("low_confidence", "repeated_miss"):
+        if turn.action == "suggest" or turn.handoff_reason in ("low_confidence", "repeated_miss"):
             await self.store.add_unanswered(conv.id, stored.id, text, now)
-        if reply.action == "handoff":
-            await self.request_human(conv, reason=reply.handoff_reason or "bot")
+        if turn.action == "handoff":
+            await self.request_human(conv, reason=turn.handoff_reason or "bot")
 
     async def suggest(self, conv: Conversation, stored: StoredMessage, text: str, customer: Customer | None) -> None:
         bot = self.engines.bot

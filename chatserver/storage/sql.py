@@ -101,6 +101,10 @@ class _Append:
     future: asyncio.Future[StoredMessage]
     conversation_values: dict[str, Any] | None = None
     files_reply: bool = False
+    # The bot's answer to `message`, stored right after it in the same transaction, and only if
+    # `message` is new (a resent question is not answered twice).
+    reply: NewMessage | None = None
+    reply_stored: StoredMessage | None = None
 
 
 @dataclass
@@ -137,7 +141,13 @@ class _Batch:
 
     @property
     def fresh_messages(self) -> list[NewMessage]:
-        return [self.items[i].message for i in self.fresh]
+        """New messages in commit order: each new message, then the bot's answer riding on it."""
+        out: list[NewMessage] = []
+        for i in self.fresh:
+            out.append(self.items[i].message)
+            if self.items[i].reply is not None:
+                out.append(self.items[i].reply)
+        return out
 
     @property
     def riders(self) -> list[tuple[NewMessage, dict[str, Any]]]:
@@ -341,11 +351,28 @@ class SQLStore:
         `files_reply` keeps this (advisor's) text beside the chat's unanswered questions, in the
         same transaction too.
         """
+        item = _Append(message, self._new_future(), conversation_values, files_reply)
+        self._queue.put_nowait(item)
+        return await item.future
+
+    async def append_with_reply(self, message: NewMessage, reply: NewMessage,
+                                conversation_values: dict[str, Any] | None = None
+                                ) -> tuple[StoredMessage, StoredMessage | None]:
+        """Store a question and the bot's answer in one transaction (one commit, one fsync).
+
+        The answer gets the next seq; `conversation_values` (the bot's state) change the row in
+        the same transaction. A resent question (same client id) comes back as the duplicate it
+        is, with no answer stored: the first attempt was answered already.
+        """
+        item = _Append(message, self._new_future(), conversation_values, reply=reply)
+        self._queue.put_nowait(item)
+        stored = await item.future
+        return stored, item.reply_stored
+
+    def _new_future(self) -> asyncio.Future[StoredMessage]:
         if self._writer is None or self._writer.done():
             raise StorageUnavailable("store is not running")
-        future: asyncio.Future[StoredMessage] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Append(message, future, conversation_values, files_reply))
-        return await future
+        return asyncio.get_running_loop().create_future()
 
     async def _write_loop(self) -> None:
         while True:
@@ -402,8 +429,12 @@ class SQLStore:
     def _batch_committed(self, batch: _Batch, rows: _Rows | None) -> None:
         """After commit: the cached heads move on and every caller gets its message."""
         if rows is not None:
-            for i, s in zip(batch.fresh, rows.stored, strict=True):
-                batch.results[i] = s
+            stored = iter(rows.stored)
+            for i in batch.fresh:
+                batch.results[i] = next(stored)
+                if batch.items[i].reply is not None:
+                    batch.items[i].reply_stored = next(stored)
+            for s in rows.stored:
                 self._conversation_written(s.conversation_id, s.seq)
         for m, _ in batch.riders:
             self._conversation_written(m.conversation_id)

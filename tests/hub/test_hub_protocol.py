@@ -161,6 +161,8 @@ async def test_resend_with_same_cid_is_idempotent(hub):
     assert second["duplicate"] is True
     stored = await hub.services.store.messages_after(conv["id"], 0)
     assert [m.text for m in stored].count("佣金怎么收") == 1
+    # The bot answered the question once (greeting + one answer), not once per attempt.
+    assert [m.sender_role for m in stored] == ["bot", "investor", "bot"]
 
 
 async def test_concurrent_resends_store_once(hub):

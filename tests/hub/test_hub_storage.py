@@ -216,3 +216,19 @@ async def test_two_processes_racing_one_client_id_store_it_once(tmp_path):
     finally:
         await a.close()
         await b.close()
+
+
+async def test_question_and_bot_answer_commit_together_and_a_resend_is_not_answered_again(store):
+    cid = await conversation(store)
+    bot_answer = NewMessage(conversation_id=cid, sender_id="bot", sender_role="bot", sender_name="智能助手",
+                            kind="bot", text="开户需要身份证和银行卡。", created_at=time.time())
+    question, answer = await store.append_with_reply(message(cid, "开户要什么", client_id="q-1"), bot_answer,
+                                                     {"intent": "account"})
+    assert answer is not None and (question.seq, answer.seq) == (1, 2) and not question.duplicate
+    again, second = await store.append_with_reply(message(cid, "开户要什么", client_id="q-1"), bot_answer,
+                                                  {"intent": "account"})
+    assert again.duplicate and again.id == question.id and second is None
+    stored = await store.messages_after(cid, 0)
+    assert [(m.seq, m.sender_role) for m in stored] == [(1, "investor"), (2, "bot")]
+    assert (await store.get_conversation(cid)).intent == "account"
+    assert await store.verify_chains() == []
