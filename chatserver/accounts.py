@@ -51,7 +51,7 @@ async def create_account(store: SQLStore, data: dict[str, Any], now: float, *, p
 
 
 DEMO_PASSWORD = "demo1234"
-DEMO_STAFF = (
+DEMO_STAFF: tuple[tuple[str, str, str, list[str], str | None], ...] = (
     # username, name, role, groups, team
     ("advisor1", "王顾问", "advisor", ["general", "account", "trading"], "team-a"),
     ("advisor2", "李顾问", "advisor", ["general", "wealth", "margin"], "team-a"),

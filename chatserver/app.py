@@ -10,7 +10,7 @@ import asyncio
 import logging
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -179,8 +179,11 @@ def _announce(services: Services) -> None:
             print(f"  {role:<10} {username:<12} {password}", flush=True)
 
 
+RequestHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
 @web.middleware
-async def security_headers(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+async def security_headers(request: web.Request, handler: RequestHandler) -> web.StreamResponse:
     response = await handler(request)
     response.headers.setdefault("Content-Security-Policy", CSP)
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
@@ -188,7 +191,7 @@ async def security_headers(request: web.Request, handler: web.Handler) -> web.St
     return response
 
 
-def _page(filename: str) -> web.Handler:
+def _page(filename: str) -> RequestHandler:
     async def page(request: web.Request) -> web.StreamResponse:
         path = WEB_ROOT / filename
         if not path.is_file():

@@ -10,7 +10,7 @@ import asyncio
 import json
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     command = args.command or "serve"
     if command == "serve":
         return serve(settings, getattr(args, "workers", 1))
-    handlers: dict[str, Callable[[Settings, argparse.Namespace], Awaitable[int]]] = {
+    handlers: dict[str, Callable[[Settings, argparse.Namespace], Coroutine[Any, Any, int]]] = {
         "customers": customers_import, "audit": audit_verify, "kb": kb_unanswered, "users": users_add,
         "purge": purge_command, "db": db_upgrade,
     }

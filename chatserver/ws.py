@@ -7,6 +7,7 @@ queue so one slow client cannot stall the others (it is closed with 4009 and res
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -233,7 +234,7 @@ async def _serve(services: Services, conn: ClientConnection, remote: str | None 
                     log.info("refused frame from %s: %s %s", conn.principal.user_id, exc.code, exc.message)
                     conn.push(encode(exc.to_event(exc.cid)))
                     continue
-                await lanes.run(frame.get("conversation_id"), lambda frame=frame: _handle_frame(services, conn, frame))
+                await lanes.run(frame.get("conversation_id"), functools.partial(_handle_frame, services, conn, frame))
             elif msg.type == WSMsgType.BINARY:
                 conn.push(encode(ProtocolError(ErrorCode.BAD_FRAME, "binary frames are not accepted; send JSON text").to_event(None)))
             elif msg.type == WSMsgType.ERROR:

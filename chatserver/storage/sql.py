@@ -144,9 +144,10 @@ class _Batch:
         """New messages in commit order: each new message, then the bot's answer riding on it."""
         out: list[NewMessage] = []
         for i in self.fresh:
-            out.append(self.items[i].message)
-            if self.items[i].reply is not None:
-                out.append(self.items[i].reply)
+            item = self.items[i]
+            out.append(item.message)
+            if item.reply is not None:
+                out.append(item.reply)
         return out
 
     @property
