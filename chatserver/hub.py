@@ -29,6 +29,7 @@ from chatserver.storage.sql import SQLStore, StorageUnavailable, new_id
 log = logging.getLogger("chatserver.hub")
 
 BOT = Principal(user_id="bot", role="bot", name="智能助手")
+SYSTEM = Principal(user_id="system", role="system", name="系统")
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,8 @@ class BotTurn:
     handoff_reason: str | None
     changes: dict[str, Any]  # the conversation row: bot state and intent
     message: NewMessage | None  # the bot's answer, None when it has nothing to say
-SYSTEM = Principal(user_id="system", role="system", name="系统")
+
+
 # How many of a sender's recent messages compliance sees, to catch a phrase split across them.
 COMPLIANCE_WINDOW = 3
 GREETING = "您好，我是智能助手，可以解答开户、交易、两融、基金理财、转账等问题。需要人工服务请点击“转人工”或直接输入“转人工”。"
