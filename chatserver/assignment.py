@@ -166,7 +166,17 @@ class Assignment:
             offline_message=False,
         )
         async with self._lock:
-            await self._apply(self.router.submit(request, self.hub.clock()))
+            try:
+                decisions = self.router.submit(request, self.hub.clock())
+            except RoutingError as exc:
+                if exc.code != "duplicate_conversation":
+                    raise
+                # Routed already: a second hand-over of the same chat raced this one (two sockets
+                # of one investor), or the cluster leader adopted the queued row first. Either
+                # way the chat is where the caller wants it.
+                log.info("chat %s is already routed; hand-over not repeated", conv.id)
+                return
+            await self._apply(decisions)
 
     async def closed(self, conv: Conversation) -> None:
         async with self._lock:

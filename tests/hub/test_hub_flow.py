@@ -260,3 +260,19 @@ async def test_advisors_see_the_waiting_queue_of_their_groups(hub_factory):
     assert entry["star"] == 5 and entry["position"] == 1 and entry["waiting_s"] >= 0
     status, body = await hub.http("GET", "/api/queue", token=await hub.token("investor1"))
     assert status == 403
+
+
+async def test_two_sockets_handing_over_one_chat_at_once_both_get_acks(hub):
+    """Two tabs of one investor press 转人工 together: one hand-over, and no internal error."""
+    advisor = await hub.connect("advisor1")
+    first, conv = await hub.investor("investor2")
+    second = await hub.connect("investor2")
+    results = await asyncio.gather(
+        first.request({"type": "handoff", "conversation_id": conv["id"]}),
+        second.request({"type": "handoff", "conversation_id": conv["id"]}),
+        return_exceptions=True)
+    assert all(isinstance(r, dict) and r["type"] == "ack" for r in results), results
+    assigned = await advisor.next_event(lambda e: e["type"] == "assigned")
+    assert assigned["conversation"]["id"] == conv["id"]
+    row = await hub.services.store.get_conversation(conv["id"])
+    assert row.state == "assigned"
