@@ -13,6 +13,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -27,7 +28,7 @@ from chatserver.guard import Guard
 from chatserver.http_api import add_routes
 from chatserver.hub import Hub
 from chatserver.metrics import HubMetrics
-from chatserver.protocol import CloseCode, decode_json
+from chatserver.protocol import CloseCode, ErrorCode, ProtocolError, decode_json, encode
 from chatserver.redis_bus import RedisBus
 from chatserver.settings import Settings
 from chatserver.storage.sql import SQLStore, open_store
@@ -119,8 +120,27 @@ async def close_services(services: Services) -> None:
 
 def _on_control(services: Services, payload: str) -> None:
     event = decode_json(payload)
-    if isinstance(event, dict) and event.get("type") == "reload":
+    if not isinstance(event, dict):
+        return
+    if event.get("type") == "reload":
         asyncio.get_running_loop().create_task(services.engines.refresh())
+    elif event.get("type") == "access_lists":
+        _apply_access_lists(services, event)
+
+
+def _apply_access_lists(services: Services, event: dict[str, Any]) -> None:
+    """Another node's (or this node's) new black/white lists: take them, close banned sockets."""
+    lists = {name: event.get(name, []) for name in ("banned_users", "banned_networks", "allowed_networks")}
+    try:
+        services.guard.set_lists(**lists)
+    except ValueError:
+        log.warning("access lists from the bus refused (bad network); the lists in force stay")
+        return
+    banned = set(lists["banned_users"])
+    for conn in list(services.connections):
+        if conn.principal.user_id in banned:
+            conn.push(encode(ProtocolError(ErrorCode.FORBIDDEN, "this account is banned").to_event(None)))
+            conn.close_after_flush(CloseCode.FORBIDDEN, b"forbidden")
 
 
 # How long the event loop may hold the GIL before a waiting thread gets it (Python's default

@@ -16,9 +16,10 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from aiohttp import web
 
+from chatserver import bus as topics
 from chatserver.auth import Principal, verify_password
 from chatserver.customer_import import customer_from_json, parse_customers_csv
-from chatserver.protocol import CHANNELS, ErrorCode, ProtocolError, check_text
+from chatserver.protocol import CHANNELS, ErrorCode, ProtocolError, check_text, encode
 from chatserver.storage.records import User
 from chatserver.storage.sql import StorageUnavailable, new_id
 
@@ -299,9 +300,6 @@ def _alert_state_error(alert: dict[str, Any] | None, wanted: str) -> ProtocolErr
 
 
 async def _alert_changed(services: Services, alert_id: str, who: Principal, action: str, now: float) -> dict[str, Any]:
-    from chatserver import bus as topics
-    from chatserver.protocol import encode
-
     alert = await services.store.get_alert(alert_id)
     assert alert is not None
     await services.store.audit(alert["conversation_id"], who.user_id, action,
@@ -389,6 +387,9 @@ async def put_access_lists(services: Services, request: web.Request, who: Princi
         raise ProtocolError(ErrorCode.INVALID_FIELD, f"bad network: {exc}") from None
     assert who is not None
     await services.store.audit("global", who.user_id, "access_lists.put", lists, services.hub.clock())
+    # Every node takes the lists and closes the banned accounts' open sockets (this one too:
+    # the bus delivers a node's own notices locally).
+    await services.bus.publish(topics.CONTROL, encode({"type": "access_lists", **lists}))
     return services.guard.lists()
 
 

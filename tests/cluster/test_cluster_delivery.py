@@ -140,3 +140,29 @@ async def test_assignment_storm_from_every_node_respects_capacity(cluster) -> No
         await advisors[0].request(
             {"type": "claim", "conversation_id": seen[advisors[1].user["id"]][0]}
         )
+
+
+async def test_a_ban_on_one_node_closes_the_account_sockets_on_the_others(cluster) -> None:
+    import aiohttp
+
+    from chatserver.client import get_token
+
+    a, b, _ = cluster.nodes
+    banned = await cluster.client(b)
+    bystander = await cluster.client(b)
+    admin_token, _ = await get_token(a.url, "admin", "demo1234")
+    headers = {"Authorization": f"Bearer {admin_token}"}
+    async with aiohttp.ClientSession() as session:
+        async with session.put(a.url + "/api/admin/access-lists", json={"banned_users": [banned.user["id"]]},
+                               headers=headers) as response:
+            assert response.status == 200
+        try:
+            await asyncio.wait_for(banned.ws.wait_closed(), 10)
+            assert banned.ws.close_code == 4003
+            assert (await bystander.request({"type": "ping"}))["type"] == "ack"
+            async with session.get(b.url + "/api/admin/access-lists", headers=headers) as response:
+                assert (await response.json())["banned_users"] == [banned.user["id"]]
+        finally:
+            async with session.put(a.url + "/api/admin/access-lists", json={"banned_users": []},
+                                   headers=headers) as response:
+                assert response.status == 200

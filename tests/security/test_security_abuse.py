@@ -208,12 +208,19 @@ async def test_lockout_counts_unknown_names_too_so_names_cannot_be_probed(hub):
 async def test_banned_user_is_refused_at_next_auth_and_on_http(hub, sec):
     admin = await hub.token("admin")
     investor_token = await hub.token("investor2")
-    open_before = await hub.connect(token=investor_token)
-    user_id = open_before.user["id"]
+    open_before = await sec.raw_auth(hub.base_url, investor_token)
+    bystander = await sec.raw_auth(hub.base_url, await hub.token("investor1"))
+    user_id = (await hub.http("GET", "/api/me", token=investor_token))[1]["user"]["id"]
     status, lists = await hub.http(
         "PUT", "/api/admin/access-lists", {"banned_users": [user_id]}, admin
     )
     assert status == 200 and lists["banned_users"] == [user_id]
+    # The socket the banned account already had open is closed at once, with the reason.
+    events = await sec.read_until_closed(open_before)
+    assert open_before.close_code == CloseCode.FORBIDDEN and events[-1]["code"] == "forbidden"
+    await bystander.send(orjson.dumps({"type": "ping", "cid": "still-here"}).decode())
+    assert orjson.loads(await asyncio.wait_for(bystander.recv(), 5))["cid"] == "still-here"
+    await bystander.close()
     assert await hub.http("GET", "/api/admin/access-lists", token=admin) == (200, lists)
     status, body = await hub.http("GET", "/api/me", token=investor_token)
     assert status == 403 and body["error"]["code"] == "forbidden"
