@@ -82,6 +82,7 @@ async def open_services(settings: Settings) -> Services:
         await engines.seed()
         await _seed(settings, store)
     await engines.load()
+    saved_lists = await store.latest_audit("global", "access_lists.put")
     metrics = HubMetrics()
     hub = Hub(settings, store, bus, engines)
     hub.metrics_hook = metrics.record
@@ -89,6 +90,10 @@ async def open_services(settings: Settings) -> Services:
                         signer=TokenSigner(settings.effective_secret, settings.token_ttl_s),
                         guard=Guard(settings), channels=ChannelGateway(hub), metrics=metrics)
     services.node_gauges = NodeGauges(metrics.registry)
+    if saved_lists and isinstance(saved_lists.get("detail"), dict):
+        # Bans and network lists are saved as their audit event; a restarted or new node
+        # starts with the ones in force.
+        _apply_access_lists(services, saved_lists["detail"])
     services.demo_logins = demo_logins() if settings.demo else []
     if isinstance(bus, RedisBus):
         # Several nodes share routing: one leader runs the Router, the others forward to it.

@@ -771,6 +771,17 @@ class SQLStore:
             )
             return [_row_dict(r) for r in rows]
 
+    async def latest_audit(self, chain: str, action: str) -> dict[str, Any] | None:
+        """The newest audit event of one action in a chain (e.g. the access lists in force)."""
+        async with self.read() as conn:
+            row = (await conn.execute(
+                select(t.audit_events)
+                .where(t.audit_events.c.chain == chain, t.audit_events.c.action == action)
+                .order_by(t.audit_events.c.chain_seq.desc())
+                .limit(1)
+            )).first()
+        return _row_dict(row) if row else None
+
     async def verify_chains(self) -> list[str]:
         """Every problem found in the message and audit hash chains; empty means intact."""
         problems: list[str] = []

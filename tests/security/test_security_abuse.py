@@ -366,3 +366,19 @@ async def test_a_peer_that_stops_answering_pings_is_dropped(hub_factory):
     assert orjson.loads(await polite.recv())["type"] == "ack"
     writer.close()
     await polite.close()
+
+
+async def test_access_lists_survive_a_restart(hub_factory, tmp_path):
+    """The lists in force are their newest audit event: a hub opened on the same data keeps them."""
+    data_dir = str(tmp_path / "shared")
+    first = await hub_factory(data_dir=data_dir)
+    admin = await first.token("admin")
+    investor_id = (await first.http("GET", "/api/me", token=await first.token("investor2")))[1]["user"]["id"]
+    lists = {"banned_users": [investor_id], "banned_networks": ["203.0.113.0/24"], "allowed_networks": []}
+    assert (await first.http("PUT", "/api/admin/access-lists", lists, admin))[0] == 200
+    second = await hub_factory(data_dir=data_dir)
+    status, restored = await second.http("GET", "/api/admin/access-lists", token=await second.token("admin"))
+    assert status == 200 and restored["banned_users"] == [investor_id]
+    assert restored["banned_networks"] == ["203.0.113.0/24"]
+    status, body = await second.http("GET", "/api/me", token=await second.token("investor2"))
+    assert status == 403 and body["error"]["code"] == "forbidden"
