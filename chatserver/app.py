@@ -24,7 +24,7 @@ from chatserver.bus import Bus, LocalBus
 from chatserver.channels import ChannelGateway
 from chatserver.cluster import ClusterAssignment, NodeGauges, bus_state
 from chatserver.engines import Engines, freeze_heap
-from chatserver.guard import Guard
+from chatserver.guard import ACCESS_LISTS, Guard
 from chatserver.http_api import add_routes
 from chatserver.hub import Hub
 from chatserver.metrics import HubMetrics
@@ -135,7 +135,7 @@ def _on_control(services: Services, payload: str) -> None:
 
 def _apply_access_lists(services: Services, event: dict[str, Any]) -> None:
     """Another node's (or this node's) new black/white lists: take them, close banned sockets."""
-    lists = {name: event.get(name, []) for name in ("banned_users", "banned_networks", "allowed_networks")}
+    lists = {name: event.get(name, []) for name in ACCESS_LISTS}
     try:
         services.guard.set_lists(**lists)
     except ValueError:

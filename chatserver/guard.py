@@ -28,6 +28,8 @@ IP_BURST = 200.0
 IP_FRAMES_PER_S = 200.0
 IP_FRAME_BURST = 400.0
 MAX_TRACKED_ADDRESSES = 100_000
+# The names of the black/white lists, as the admin API and the bus notices carry them.
+ACCESS_LISTS = ("banned_users", "banned_networks", "allowed_networks")
 
 
 @dataclass(slots=True)

@@ -19,6 +19,7 @@ from aiohttp import web
 from chatserver import bus as topics
 from chatserver.auth import Principal, verify_password
 from chatserver.customer_import import customer_from_json, parse_customers_csv
+from chatserver.guard import ACCESS_LISTS
 from chatserver.protocol import CHANNELS, ErrorCode, ProtocolError, check_text, encode
 from chatserver.storage.records import User
 from chatserver.storage.sql import StorageUnavailable, new_id
@@ -376,7 +377,7 @@ async def get_access_lists(services: Services, request: web.Request, _: Principa
 async def put_access_lists(services: Services, request: web.Request, who: Principal | None) -> dict[str, Any]:
     data = await json_body(request)
     lists = {}
-    for name in ("banned_users", "banned_networks", "allowed_networks"):
+    for name in ACCESS_LISTS:
         value = data.get(name, [])
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ProtocolError(ErrorCode.INVALID_FIELD, f"{name} must be a list of strings", field=name)

@@ -7,6 +7,7 @@ caller's future resolves only after that transaction committed (ack-after-commit
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import logging
 import sqlite3
@@ -109,7 +110,10 @@ class _Append:
 
 @dataclass
 class _Batch:
-    """One writer batch: what is new, what repeats, and the rows the new messages become."""
+    """One writer batch: what is new, what repeats, and the rows the new messages become.
+
+    The derived lists are computed once per batch (both writers read them twice).
+    """
 
     items: list[_Append]
     results: dict[int, StoredMessage]
@@ -139,7 +143,7 @@ class _Batch:
     def client_keys(items: list[_Append]) -> list[tuple[str, str]]:
         return [(b.message.sender_id, b.message.client_id) for b in items if b.message.client_id]
 
-    @property
+    @functools.cached_property
     def fresh_messages(self) -> list[NewMessage]:
         """New messages in commit order: each new message, then the bot's answer riding on it."""
         out: list[NewMessage] = []
@@ -150,13 +154,13 @@ class _Batch:
                 out.append(item.reply)
         return out
 
-    @property
+    @functools.cached_property
     def riders(self) -> list[tuple[NewMessage, dict[str, Any]]]:
         """Conversation-row changes committed with a new message (the bot's state with its answer)."""
         return [(self.items[i].message, self.items[i].conversation_values or {})
                 for i in self.fresh if self.items[i].conversation_values]
 
-    @property
+    @functools.cached_property
     def replies_to_file(self) -> list[dict[str, Any]]:
         """An advisor's first reply, kept beside the chat's unanswered questions for KB editors."""
         return [{"cid": self.items[i].message.conversation_id, "reply": self.items[i].message.text}
