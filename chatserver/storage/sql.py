@@ -232,8 +232,11 @@ class SQLStore:
         # Conversation rows by id, off unless cache_conversations() is called (one node only).
         self._conversations: OrderedDict[str, Conversation] | None = None
         self._conversation_cache_max = 0
-        # Last write stamp per conversation, so a read that raced a write is not cached.
+        # Last write stamp per conversation, so a read that raced a row write is not cached.
         self._conversation_writes: dict[str, int] = {}
+        # Newest committed seq per conversation. A message commit changes only the row's head,
+        # so a read that raced one is still cached, with the head moved on to this seq.
+        self._conversation_seqs: dict[str, int] = {}
         self._write_stamps = itertools.count(1)
         self._cache_generation = 0
 
@@ -256,13 +259,19 @@ class SQLStore:
         cache = self._conversations
         if cache is None:
             return
-        self._conversation_writes[conversation_id] = next(self._write_stamps)
-        cached = cache.pop(conversation_id, None)
-        if cached is not None and last_seq is not None and last_seq >= cached.last_seq:
-            cache[conversation_id] = replace(cached, last_seq=last_seq)
-        if len(self._conversation_writes) > 2 * self._conversation_cache_max:
+        if last_seq is None:
+            self._conversation_writes[conversation_id] = next(self._write_stamps)
+            cache.pop(conversation_id, None)
+        else:
+            seqs = self._conversation_seqs
+            seqs[conversation_id] = max(last_seq, seqs.get(conversation_id, 0))
+            cached = cache.get(conversation_id)
+            if cached is not None and last_seq > cached.last_seq:
+                cache[conversation_id] = replace(cached, last_seq=last_seq)
+        if len(self._conversation_writes) + len(self._conversation_seqs) > 2 * self._conversation_cache_max:
             # Stamps only matter while a read is in flight; a new generation voids those reads.
             self._conversation_writes.clear()
+            self._conversation_seqs.clear()
             self._cache_generation += 1
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -592,6 +601,9 @@ class SQLStore:
         conv = _conversation(row) if row else None
         after = (self._cache_generation, self._conversation_writes.get(conversation_id, 0))
         if cache is not None and conv is not None and before == after:
+            head = self._conversation_seqs.get(conversation_id, 0)
+            if head > conv.last_seq:
+                conv = replace(conv, last_seq=head)
             cache[conversation_id] = conv
             if len(cache) > self._conversation_cache_max:
                 cache.popitem(last=False)

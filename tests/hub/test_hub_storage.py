@@ -232,3 +232,28 @@ async def test_question_and_bot_answer_commit_together_and_a_resend_is_not_answe
     assert [(m.seq, m.sender_role) for m in stored] == [(1, "investor"), (2, "bot")]
     assert (await store.get_conversation(cid)).intent == "account"
     assert await store.verify_chains() == []
+
+
+async def test_conversation_cache_follows_message_commits_and_row_writes(db_url: str):
+    """One node caches conversation rows: reads racing message commits still end on the true head."""
+    s = open_store(db_url, batch_max=8)
+    s.cache_conversations()
+    await s.start()
+    try:
+        cid = await conversation(s)
+        # Reads interleaved with commits: some start before a batch commits and finish after it.
+        results = await asyncio.gather(*(
+            s.append(message(cid, f"m{i}")) if i % 2 else s.get_conversation(cid) for i in range(120)
+        ))
+        assert max(r.seq for r in results if not hasattr(r, "investor_id")) == 60
+        assert cid in s._conversations  # served from memory from now on
+        assert (await s.get_conversation(cid)).last_seq == 60
+        async with s.read() as conn:
+            head = (await conn.execute(text("SELECT last_seq FROM conversations WHERE id = :id"), {"id": cid})).scalar()
+        assert head == 60
+        # A row write (not a message) drops the cached row: the next read sees the new state.
+        await s.update_conversation(cid, time.time(), state="queued")
+        conv = await s.get_conversation(cid)
+        assert conv.state == "queued" and conv.last_seq == 60
+    finally:
+        await s.close()
