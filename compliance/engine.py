@@ -233,10 +233,17 @@ _NEG_WINDOW = 12
 _NEGATOR_RE = re.compile(
     "(?=(?:" + "|".join(re.escape(n) for n in sorted(_NEGATORS, key=len, reverse=True)) + "))"
 )
-# Where a negator could start: a plain character class, which re scans for in C far faster than
-# the lookahead alternation; every candidate is then confirmed with _NEGATOR_RE.match.
-_NEGATOR_FIRST = re.compile("[" + "".join(sorted({re.escape(n[0]) for n in _NEGATORS})) + "]")
+# Where a negator could start, nearest to the term first: the LAST character of a plain class in
+# the window (greedy ``.*`` then the class, matched in C); each candidate is then confirmed.
+_LAST_NEGATOR_FIRST = re.compile(
+    "(?s:.*)[" + "".join(sorted({re.escape(n[0]) for n in _NEGATORS})) + "]"
+)
 _ONE_CHAR_NEGATORS = frozenset(n for n in _NEGATORS if len(n) == 1)
+# Idioms by their first two characters, so a candidate is compared with one or two of them
+# instead of all of them.
+_NOT_NEGATING_BY_PREFIX: dict[str, tuple[str, ...]] = {}
+for _idiom in _NOT_NEGATING:
+    _NOT_NEGATING_BY_PREFIX[_idiom[:2]] = (*_NOT_NEGATING_BY_PREFIX.get(_idiom[:2], ()), _idiom)
 _CLAUSE_BREAKS = frozenset(CLAUSE_BREAKS)
 # Negation after the term (保本是不可能的, 稳赚不赔的都是骗子, 刚性兑付已经被打破): up to three
 # characters closed by 的 (so 稳赚 inside 稳赚不赔的 is covered too) or a demonstrative, a noun for
@@ -768,12 +775,10 @@ class _Evaluation:
     def offsets(self) -> list[int]:
         if self._offsets is None:
             # The clause-marked translate already holds the uncollapsed fold: reuse it.
-            folded, offsets = self.engine._norm.fold_with_offsets(
-                self.text, self.marked.replace(CLAUSE_MARK, "")
-            )
-            # Defensive: the lazy map must describe exactly the string that was scanned.
-            if folded != self.scan[self.boundary :]:
-                raise AssertionError("fold and fold_with_offsets disagree")
+            offsets = self.engine._norm.offsets(self.text, self.marked.replace(CLAUSE_MARK, ""))
+            # Defensive: the lazy map must describe the string that was scanned.
+            if len(offsets) != len(self.scan) - self.boundary:
+                raise AssertionError("fold and its offset map disagree")
             self._offsets = offsets
         return self._offsets
 
@@ -884,16 +889,17 @@ class _Evaluation:
         scan = self.scan
         lo = max(self.boundary if start >= self.boundary else 0, start - _NEG_WINDOW)
         result = False
-        # Where a negator could start inside the window, nearest first (a plain character
-        # class: re scans for it in C; the few candidates are then confirmed).
-        candidates = [m.start() for m in _NEGATOR_FIRST.finditer(scan, lo, start)]
-        for pos in reversed(candidates):
+        # Candidates nearest first: each search ends where the last candidate started.
+        end = start
+        while (m := _LAST_NEGATOR_FIRST.match(scan, lo, end)) is not None:
+            pos = end = m.end() - 1
             # Same tests as on the slice scan[lo:start]: the negator and any idiom must end
             # before the term, and an A-not-A question needs a character on both sides. A
             # one-character negator always fits before the term.
             if scan[pos] not in _ONE_CHAR_NEGATORS and _NEGATOR_RE.match(scan, pos, start) is None:
                 continue
-            if scan.startswith(_NOT_NEGATING, pos, start):
+            idioms = _NOT_NEGATING_BY_PREFIX.get(scan[pos : pos + 2])
+            if idioms is not None and scan.startswith(idioms, pos, start):
                 continue
             if lo < pos < start - 1 and scan[pos - 1] == scan[pos + 1]:
                 continue

@@ -109,26 +109,32 @@ class Normaliser:
         ``pre``: the caller's ``text.translate`` result before repeats are collapsed (the
         marked copy of ``fold_pair`` without its marks), saving one translate pass.
         """
-        if not text or _beyond_dense(text):
-            return self._fold_with_offsets_slow(text)
         if pre is None:
-            pre = text.translate(self._fast)
+            pre = text.translate(self._table if _beyond_dense(text) else self._fast)
+        return collapse_repeats(pre), self.offsets(text, pre)
+
+    def offsets(self, text: str, pre: str) -> list[int]:
+        """Per character of ``fold(text)``, its index in ``text``; ``pre``: ``text`` translated
+        with the fold's table, repeats not collapsed yet (the engine has it from ``fold_pair``).
+        """
+        if not text or _beyond_dense(text):
+            return self._fold_with_offsets_slow(text)[1]
         mask = text.translate(self._keep).encode("latin-1")
         kept = list(itertools.compress(range(len(text)), mask))
         if len(kept) != len(pre):
-            return self._fold_with_offsets_slow(text)  # a character expanded (㍿ → 株式会社)
+            return self._fold_with_offsets_slow(text)[1]  # a character expanded (㍿ → 株式会社)
         first = _HAN_PAIR.search(pre)
         if first is None:
-            return pre, kept
-        # As in collapse_repeats: nothing before the first pair is collapsed.
-        at = first.start()
-        offsets: list[int] = []
-        last = 0
-        for m in HAN_REPEAT.finditer(pre, at):
+            return kept
+        # As in collapse_repeats: nothing before the first pair is collapsed; each run keeps the
+        # index of its first character.
+        offsets = kept[: first.start()]
+        last = first.start()
+        for m in HAN_REPEAT.finditer(pre, last):
             offsets += kept[last : m.start() + 1]
             last = m.end()
         offsets += kept[last:]
-        return pre[:at] + "".join(HAN_REPEAT.split(pre[at:])), offsets
+        return offsets
 
     def _fold_with_offsets_slow(self, text: str) -> tuple[str, list[int]]:
         table = self._table
