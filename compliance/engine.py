@@ -300,6 +300,9 @@ _DIGIT_RUN = re.compile(
     r"\d(?:(?<=1)[3-9][0-9]{9}|(?<=[3-6])[0-9]{15}|(?<=[1-8])[0-9]{16}[0-9x]|(?<![0-9]))"
 )
 _KEEP_DIGITS = {"luhn": (4, 4), "id_card": (6, 4), "mobile": (3, 4)}
+# What a validator is given from a regex match: its digits and x/X (an ASCII match is stripped
+# with this table; anything else character by character).
+_VALIDATED_ASCII = {c: None for c in range(128) if not chr(c).isdigit() and chr(c) not in "xX"}
 
 _ROLE_INDEX = {role: i for i, role in enumerate(ROLES)}
 # Entries kept for every role: they only refine hits of active rules, or are role-free.
@@ -485,10 +488,10 @@ class ComplianceEngine:
             worth = _intent_possible(cue_mask, bool(acc & _ANY_PRODUCT), level)
         regex_hits: list[Hit] = []
         masks: list[tuple[int, int, int, int]] = []
-        if self._regex_by_role[role_index] and (
-            self._regex_ungated[role_index] or _DIGIT_RUN.search(folded) is not None
-        ):
-            self._scan_regex(text, folded, role_index, regex_hits, masks)
+        if self._regex_by_role[role_index]:
+            gate_open = _DIGIT_RUN.search(folded) is not None
+            if gate_open or self._regex_ungated[role_index]:
+                self._scan_regex(text, gate_open, role_index, regex_hits, masks)
         if not regex_hits and not worth:
             return Verdict(Tier.PASS, (), text, False)
         found = _Found(cue_mask, bool(acc & _ANY_PRODUCT))
@@ -518,20 +521,17 @@ class ComplianceEngine:
     def _scan_regex(
         self,
         text: str,
-        folded: str,
+        gate_open: bool,
         role_index: int,
         hits: list[Hit],
         masks: list[tuple[int, int, int, int]],
     ) -> None:
+        """Regex rules; validated ones only if the digit gate let the message through."""
         digit_text: str | None = None
-        has_digit_run: bool | None = None
         taken: list[tuple[int, int]] = []
         for rx in self._regex_by_role[role_index]:
             if rx.validator is not None:
-                # Cheap gate: validated rules all need a digit run, found in the folded text.
-                if has_digit_run is None:
-                    has_digit_run = _DIGIT_RUN.search(folded) is not None
-                if not has_digit_run:
+                if not gate_open:
                     continue
                 if digit_text is None:
                     digit_text = text.translate(digit_fold_table())
@@ -544,7 +544,11 @@ class ComplianceEngine:
                 if start == end or any(s < end and start < e for s, e in taken):
                     continue
                 if rx.validator is not None:
-                    digits = "".join(c for c in m.group() if c.isdigit() or c in "xX")
+                    matched = m.group()
+                    if matched.isascii():
+                        digits = matched.translate(_VALIDATED_ASCII)
+                    else:
+                        digits = "".join(c for c in matched if c.isdigit() or c in "xX")
                     if not VALIDATORS[rx.validator](digits):
                         continue
                 taken.append((start, end))

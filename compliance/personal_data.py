@@ -14,7 +14,15 @@ _ID_CHECK = "10X98765432"
 _CARD_PREFIXES = ("3", "4", "5", "6")
 
 
+# Luhn: every second digit from the right is doubled, and 10..18 count as their digit sum.
+_LUHN_DOUBLED = {str(d): (2 * d) % 10 + (2 * d) // 10 for d in range(10)}
+
+
 def luhn_valid(digits: str) -> bool:
+    if digits.isascii() and digits.isdigit():
+        # Sums over slices, in C: the loop below costs ~2 µs for a card number.
+        total = sum(map(int, digits[-1::-2])) + sum(map(_LUHN_DOUBLED.__getitem__, digits[-2::-2]))
+        return total % 10 == 0
     total = 0
     for position, ch in enumerate(reversed(digits)):
         value = ord(ch) - 48
