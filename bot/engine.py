@@ -243,11 +243,12 @@ class Bot:
         simplified = self._normalizer.simplify(text[: cfg.max_query_chars])
         if not Normalizer.has_content(simplified):
             return self._prompt_for_question(turn)
-        normalized = self._normalizer.normalize(text[: cfg.max_query_chars])
+        normalized = self._normalizer.normalize_simplified(simplified)
         if not normalized and not asks_for_human(simplified):
             # Only greetings and fillers ("你好", "在吗"): ask for the question, like empty text.
             return self._prompt_for_question(turn)
-        matches = self._index.search(normalized, limit=max(cfg.suggestions, 5))
+        query = self._index.analyze(normalized)
+        matches = self._index.search_query(query, limit=max(cfg.suggestions, 5))
         intent = self._intent(normalized, matches) or turn.last_intent
         top = matches[0] if matches else None
         confidence = self._confidence(matches)
@@ -268,7 +269,7 @@ class Bot:
         # vocabulary the KB never uses: "did you mean" would offer unrelated entries.
         if out_of_scope_topic(simplified) is not None:
             return self._handoff("low_confidence", turn, intent, confidence)
-        if self._index.unknown_share(normalized) >= cfg.unknown_share_threshold:
+        if self._index.unknown_share_of(query) >= cfg.unknown_share_threshold:
             return self._handoff("low_confidence", turn, intent, confidence)
         if top is not None and confidence >= cfg.suggest_threshold:
             misses = turn.misses + 1

@@ -40,12 +40,15 @@ class LabeledQuery:
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """What one system did with one query: action, answered entry, ranking, seconds taken."""
+    """What one system did with one query: action, answered entry, ranking, seconds taken
+    (wall clock, and CPU time of the calling thread, which leaves out time spent descheduled
+    on a shared machine)."""
 
     action: str
     entry_id: str | None
     ranking: tuple[str, ...]
     seconds: float
+    cpu_seconds: float = 0.0
 
 
 def parse_queries(text: str) -> list[LabeledQuery]:
@@ -118,6 +121,7 @@ def score(queries: Sequence[LabeledQuery], outcomes: Sequence[Outcome]) -> dict[
         if q.expected_id in o.ranking[:10]:
             rr += 1.0 / (o.ranking.index(q.expected_id) + 1)
     latencies = sorted(o.seconds * 1000.0 for o in outcomes)
+    cpu = sorted(o.cpu_seconds * 1000.0 for o in outcomes)
     return {
         "queries": float(n),
         "top1": top1 / n if n else 0.0,
@@ -130,6 +134,8 @@ def score(queries: Sequence[LabeledQuery], outcomes: Sequence[Outcome]) -> dict[
         "suggest_first_right_rate": suggest_right / n if n else 0.0,
         "p50_ms": _percentile(latencies, 0.50),
         "p99_ms": _percentile(latencies, 0.99),
+        "cpu_p50_ms": _percentile(cpu, 0.50),
+        "cpu_p99_ms": _percentile(cpu, 0.99),
     }
 
 
@@ -155,7 +161,9 @@ def run_bot(bot: Bot, queries: Sequence[LabeledQuery]) -> list[Outcome]:
     outcomes = []
     for q in queries:
         start = time.perf_counter()
+        cpu_start = time.thread_time()
         reply = bot.respond(q.query, BotState(), q.customer_risk)
+        cpu = time.thread_time() - cpu_start
         elapsed = time.perf_counter() - start
         if reply.action == "answer":
             ranking: tuple[str, ...] = (reply.entry_id or "",)
@@ -165,7 +173,7 @@ def run_bot(bot: Bot, queries: Sequence[LabeledQuery]) -> list[Outcome]:
         full = tuple(m.entry.id for m in bot.rank(q.query, limit=10))
         if reply.action == "suggest":
             full = ranking + tuple(e for e in full if e not in ranking)
-        outcomes.append(Outcome(reply.action, reply.entry_id, full, elapsed))
+        outcomes.append(Outcome(reply.action, reply.entry_id, full, elapsed, cpu))
     return outcomes
 
 
@@ -194,28 +202,33 @@ class Baseline:
     def scores(self, normalized: str) -> list[tuple[str, float]]:
         raise NotImplementedError
 
-    def ranked(self, text: str) -> tuple[list[tuple[str, float]], float]:
+    def ranked(self, text: str) -> tuple[list[tuple[str, float]], float, float]:
+        """Best 10 entries with scores, wall seconds and CPU seconds taken."""
         start = time.perf_counter()
+        cpu_start = time.thread_time()
         normalized = self._normalizer.normalize(text)
         best: dict[str, float] = {}
         for entry_id, s in self.scores(normalized):
             if s > best.get(entry_id, -math.inf):
                 best[entry_id] = s
         ranking = sorted(best.items(), key=lambda kv: kv[1], reverse=True)[:10]
-        return ranking, time.perf_counter() - start
+        cpu = time.thread_time() - cpu_start
+        return ranking, time.perf_counter() - start, cpu
 
-    def decide(self, ranking: list[tuple[str, float]], seconds: float) -> Outcome:
+    def decide(
+        self, ranking: list[tuple[str, float]], seconds: float, cpu_seconds: float = 0.0
+    ) -> Outcome:
         ids = tuple(e for e, _ in ranking)
         top = ranking[0][1] if ranking else -math.inf
         if top >= self.answer_threshold:
-            return Outcome("answer", ids[0], ids, seconds)
+            return Outcome("answer", ids[0], ids, seconds, cpu_seconds)
         if top >= self.suggest_threshold:
-            return Outcome("suggest", None, ids, seconds)
-        return Outcome("handoff", None, ids, seconds)
+            return Outcome("suggest", None, ids, seconds, cpu_seconds)
+        return Outcome("handoff", None, ids, seconds, cpu_seconds)
 
     def calibrate(self, queries: Sequence[LabeledQuery]) -> None:
         ranked = [self.ranked(q.query) for q in queries]
-        tops = sorted({r[0][1] for r, _ in ranked if r})
+        tops = sorted({r[0][1] for r, _, _ in ranked if r})
         if not tops:
             return
         grid = sorted({tops[int(i * (len(tops) - 1) / 40)] for i in range(41)} | {math.inf})
@@ -225,7 +238,7 @@ class Baseline:
                 if s > a:
                     continue
                 self.answer_threshold, self.suggest_threshold = a, s
-                figures = score(queries, [self.decide(r, t) for r, t in ranked])
+                figures = score(queries, [self.decide(*r) for r in ranked])
                 value = objective(figures)
                 if value > best[0]:
                     best = (value, a, s)
@@ -403,6 +416,8 @@ _ROWS = (
     ("suggest_rate", "suggest rate"),
     ("p50_ms", "p50 latency ms"),
     ("p99_ms", "p99 latency ms"),
+    ("cpu_p50_ms", "p50 CPU ms"),
+    ("cpu_p99_ms", "p99 CPU ms"),
 )
 
 

@@ -68,11 +68,15 @@ class FeatureExtractor:
 
     def features(self, normalized: str) -> set[str]:
         """Feature keys of one normalised text, each prefixed with its kind."""
-        feats: set[str] = set()
+        return self.analyze(normalized)[1]
+
+    def analyze(self, normalized: str) -> tuple[list[str], set[str]]:
+        """`canonical_words` and `features` of one text, tokenising it once."""
+        words = self.canonical_words(normalized)
         # The canonical word of a synonym group, so "出金" and "转出" share a feature; the
         # surface form still counts through bigrams, pinyin and the fuzzy scores.
-        for w in self.canonical_words(normalized):
-            feats.add("w:" + w)
+        feats = {"w:" + w for w in words}
+        pinyin = self._pinyin
         for run in normalized.split():
             kept = [c for c in run if not c.isascii() or c.isalnum()]
             for a, b in zip(kept, kept[1:], strict=False):
@@ -80,9 +84,10 @@ class FeatureExtractor:
                     continue
                 feats.add("b:" + a + b)
                 if not a.isascii() and not b.isascii():
-                    key = "p:" + self._char_pinyin(a) + "_" + self._char_pinyin(b)
-                    feats.add(key)
-        return feats
+                    pa = pinyin.get(a) or self._char_pinyin(a)
+                    pb = pinyin.get(b) or self._char_pinyin(b)
+                    feats.add("p:" + pa + "_" + pb)
+        return words, feats
 
     def token_string(self, normalized: str) -> str:
         """Space-joined words, for rapidfuzz token ratios."""

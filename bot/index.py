@@ -6,7 +6,6 @@ from __future__ import annotations
 import heapq
 import math
 from array import array
-from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import dataclass
 from operator import itemgetter
@@ -45,6 +44,20 @@ class ScoringWeights:
         if kind == "b":
             return self.bigram
         return self.pinyin
+
+
+# One indexed feature: posting documents, its overlap weight in a wording (float32 value),
+# its weight in a query, its idf.
+_Feature = tuple["array[int]", float, float, float]
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """A normalised message tokenised once: canonical words and matching features."""
+
+    normalized: str
+    words: list[str]
+    features: set[str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,11 +118,9 @@ class QuestionIndex:
                 self._stop.add(f)
             else:
                 idf[f] = math.log(1.0 + (n - df + 0.5) / (df + 0.5))
-        self._idf = idf
         # Word features of each entry (all its wordings), for the entry-level coverage.
         self._entry_words = [tuple(f for f in words if f in idf) for words in entry_words]
         postings_docs: dict[str, array[int]] = {}
-        postings_w: dict[str, array[float]] = {}
         doc_mass = array("d")
         del interned
         for doc_no, feats in enumerate(doc_feats):
@@ -122,13 +133,32 @@ class QuestionIndex:
                 mass += w
                 if f not in postings_docs:
                     postings_docs[f] = array("i")
-                    postings_w[f] = array("f")
                 postings_docs[f].append(doc_no)
-                postings_w[f].append(w)
             doc_mass.append(mass)
-        self._postings = {f: (postings_docs[f], postings_w[f]) for f in postings_docs}
+        # Everything a query needs about one feature in one lookup: its postings, the weight
+        # it adds to a wording's overlap (the same for every wording, stored as float32 as the
+        # posting weights used to be), its query weight and its idf.
+        self._features: dict[str, _Feature] = {}
+        for f, docs in postings_docs.items():
+            w = idf[f] * self.weights.kind_weight(f)
+            self._features[f] = (docs, array("f", (w,))[0], w, idf[f])
+        # Per wording, its features with long posting lists, in the order a query visits
+        # features (posting length, then key): a query adds those to its candidates by
+        # looking at the candidates, not at the long lists.
+        long_rank = {
+            f: (len(docs), f)
+            for f, docs in postings_docs.items()
+            if len(docs) > self.weights.long_posting
+        }
+        self._doc_long: list[tuple[str, ...]] = [
+            tuple(sorted((f for f in feats if f in long_rank), key=long_rank.__getitem__))
+            if long_rank
+            else ()
+            for feats in doc_feats
+        ]
         self._doc_entry = doc_entry
         self._doc_text = doc_text
+        self._doc_len = array("i", (len(t) for t in doc_text))
         self._doc_mass = doc_mass
 
     @property
@@ -148,7 +178,16 @@ class QuestionIndex:
             scores[cat] = scores.get(cat, 0.0) + m.score
         return scores
 
+    def analyze(self, normalized: str) -> Query:
+        """Tokenise a normalised message once, for `search_query` and `unknown_share_of`."""
+        words, feats = self._extractor.analyze(normalized)
+        return Query(normalized, words, feats)
+
     def unknown_share(self, normalized: str) -> float:
+        """`unknown_share_of` a normalised message."""
+        return self.unknown_share_of(self.analyze(normalized))
+
+    def unknown_share_of(self, query: Query) -> float:
         """Share of the query's content-word weight that the KB never uses at all (0..1).
 
         Known words count with their idf, unknown ones with the highest idf. Unknown single
@@ -156,13 +195,13 @@ class QuestionIndex:
         topic, while an unknown word ("期货", "社保") says the question is about something the KB
         does not cover. Words too common to be indexed are left out too."""
         known = unknown = 0.0
-        for word in set(self._extractor.canonical_words(normalized)):
+        for word in set(query.words):
             feature = "w:" + word
             if feature in self._stop:
                 continue
-            f_idf = self._idf.get(feature)
-            if f_idf is not None:
-                known += f_idf
+            info = self._features.get(feature)
+            if info is not None:
+                known += info[3]
             elif len(word) > 1 and not word.isdigit():
                 unknown += self._unseen_idf
         total = known + unknown
@@ -172,32 +211,35 @@ class QuestionIndex:
         """Best entries for an already normalised query, best first, one match per entry."""
         if not normalized:
             return []
-        feats = self._extractor.features(normalized)
-        q_mass = 0.0
-        postings = self._postings
+        return self.search_query(self.analyze(normalized), limit)
+
+    def search_query(self, query: Query, limit: int = 10) -> list[Match]:
+        """`search` for an analysed query."""
         wt = self.weights
+        known = self._features
+        stop = self._stop
+        unseen_idf = self._unseen_idf
+        q_mass = 0.0
         present: list[tuple[int, str, float]] = []
         q_words: dict[str, float] = {}
         q_word_mass = 0.0
-        for f in feats:
-            if f in self._stop:
-                continue
-            f_idf = self._idf.get(f)
-            if f_idf is None:
+        for f in query.features:
+            info = known.get(f)
+            if info is None:
                 # Words the KB never uses still count against coverage (off-topic queries).
-                if f.startswith("w:"):
-                    q_mass += self._unseen_idf * wt.unseen
-                    q_word_mass += self._unseen_idf
+                if f[0] == "w" and f not in stop:
+                    q_mass += unseen_idf * wt.unseen
+                    q_word_mass += unseen_idf
                 continue
-            w = f_idf * wt.kind_weight(f)
+            w = info[2]
             q_mass += w
-            if f.startswith("w:"):
-                q_words[f] = f_idf
-                q_word_mass += f_idf
-            present.append((len(postings[f][0]), f, w))
+            if f[0] == "w":
+                q_words[f] = info[3]
+                q_word_mass += info[3]
+            present.append((len(info[0]), f, w))
         # Rarest features first: they create the candidates. Long posting lists (common words
-        # of a big KB) only add to candidates that already exist, looked up by bisection, so
-        # a query costs O(candidates * log n) for them instead of a full scan.
+        # of a big KB) only add to candidates that already exist, found through each
+        # candidate's own list of long features, so a query never scans them.
         present.sort()
         acc: dict[int, float] = {}
         deferred: list[tuple[str, float]] = []
@@ -205,54 +247,138 @@ class QuestionIndex:
             if length > wt.long_posting and acc:
                 deferred.append((f, w))
                 continue
-            docs, weights = postings[f]
+            docs, dw = known[f][:2]
+            if not acc:
+                acc = dict.fromkeys(docs, dw)  # 0.0 + dw is dw
+                continue
             get = acc.get
-            for doc, dw in zip(docs, weights, strict=True):
+            for doc in docs:
                 acc[doc] = get(doc, 0.0) + dw
         if deferred:
             if len(acc) > wt.max_candidates:
                 kept = heapq.nlargest(wt.max_candidates, acc.items(), key=itemgetter(1))
                 acc = dict(kept)
-            for f, _ in deferred:
-                docs, weights = postings[f]
-                size = len(docs)
-                for doc in acc:
-                    i = bisect_left(docs, doc)
-                    if i < size and docs[i] == doc:
-                        acc[doc] += weights[i]
+            # Each candidate gets the deferred features it holds, in `present` order like the
+            # others (the order of a sum decides the last bit of the score).
+            added = {f: known[f][1] for f, _ in deferred}
+            doc_long = self._doc_long
+            for doc in acc:
+                total = acc[doc]
+                for f in doc_long[doc]:
+                    extra = added.get(f)
+                    if extra is not None:
+                        total += extra
+                acc[doc] = total
         if not acc or q_mass <= 0.0:
             return []
-        exponent = self.weights.doc_cover_exponent
+        exponent = wt.doc_cover_exponent
+        q_exponent = 1.0 - exponent
         doc_mass = self._doc_mass
-        ranked: list[tuple[float, int]] = []
-        for doc, shared in acc.items():
-            cover_d = min(1.0, shared / doc_mass[doc])
-            cover_q = min(1.0, shared / q_mass)
-            ranked.append((cover_d**exponent * cover_q ** (1.0 - exponent), doc))
-        top = heapq.nlargest(self.weights.candidates, ranked)
-        query = normalized.replace(" ", "")
-        best: dict[int, tuple[float, int]] = {}
-        for overlap, doc in top:
-            text = self._doc_text[doc]
-            ratio = fuzz.ratio(query, text) / 100.0
-            partial = fuzz.partial_ratio(query, text) / 100.0 if len(query) > 1 else ratio
-            score = wt.overlap * overlap + wt.ratio * ratio + wt.partial * partial
-            entry_no = self._doc_entry[doc]
-            if entry_no not in best or best[entry_no][0] < score:
-                best[entry_no] = (score, doc)
+        # min(1.0, x) spelt out: the same value, without a call per candidate.
+        ranked = [
+            (
+                ((d if (d := shared / doc_mass[doc]) < 1.0 else 1.0) ** exponent)
+                * ((q if (q := shared / q_mass) < 1.0 else 1.0) ** q_exponent),
+                doc,
+            )
+            for doc, shared in acc.items()
+        ]
+        # Same order as heapq.nlargest (documented equivalent); sorting is faster when the
+        # list is short, the heap when it is long.
+        if len(ranked) <= 4 * wt.candidates:
+            top = sorted(ranked, reverse=True)[: wt.candidates]
+        else:
+            top = heapq.nlargest(wt.candidates, ranked)
+        return self._rerank(query, top, q_words, q_word_mass, limit)
+
+    def _rerank(
+        self,
+        query: Query,
+        top: list[tuple[float, int]],
+        q_words: dict[str, float],
+        q_word_mass: float,
+        limit: int,
+    ) -> list[Match]:
+        """Fuzzy re-ranking of the best wordings, then entry coverage; the top `limit` entries.
+
+        The rapidfuzz calls are most of the cost, so a wording is scored only if it could still
+        reach the top `limit`: first with the best ratio its length allows and a perfect
+        partial score, then with its real ratio. Every step of the score is monotone in both,
+        in floating point too, so a skipped wording cannot change the result."""
+        wt = self.weights
+        w_overlap, w_ratio, w_partial = wt.overlap, wt.ratio, wt.partial
         cover_weight = wt.entry_cover
-        scored: list[tuple[float, int, int, float]] = []
-        for entry_no, (score, doc) in best.items():
-            if q_word_mass > 0.0:
-                covered = sum(q_words.get(f, 0.0) for f in self._entry_words[entry_no])
-                coverage = covered / q_word_mass
+        keep = 1.0 - cover_weight
+        text = query.normalized.replace(" ", "")
+        q_len = len(text)
+        doc_entry = self._doc_entry
+        doc_text = self._doc_text
+        doc_len = self._doc_len
+        entry_words = self._entry_words
+        coverage: dict[int, float] = {}
+        bounds: list[tuple[float, int]] = []
+        for pos, (overlap, doc) in enumerate(top):
+            entry_no = doc_entry[doc]
+            cov = coverage.get(entry_no)
+            if cov is None:
+                if q_word_mass > 0.0:
+                    hits = [q_words[f] for f in entry_words[entry_no] if f in q_words]
+                    cov = sum(hits) / q_word_mass
+                else:
+                    cov = 1.0  # no word features at all (e.g. digits only): bigrams decide
+                coverage[entry_no] = cov
+            # fuzz.ratio is 2·LCS / (sum of lengths) ≤ 2·shorter / sum; the margin covers
+            # rapidfuzz's own rounding.
+            d_len = doc_len[doc]
+            ratio_cap = 2.0 * min(q_len, d_len) / (q_len + d_len) + 1e-9
+            bound = (
+                keep * (w_overlap * overlap + w_ratio * ratio_cap + w_partial) + cover_weight * cov
+            )
+            bounds.append((bound, pos))
+        bounds.sort(reverse=True)
+        exact: dict[int, float] = {}  # position in `top` -> wording score
+        entry_final: dict[int, float] = {}
+        kth = -math.inf
+        for bound, pos in bounds:
+            if bound < kth:
+                break  # sorted: no later wording can reach the top `limit` either
+            overlap, doc = top[pos]
+            entry_no = doc_entry[doc]
+            d_text = doc_text[doc]
+            ratio = fuzz.ratio(text, d_text) / 100.0
+            base = w_overlap * overlap + w_ratio * ratio
+            if q_len > 1:
+                if keep * (base + w_partial) + cover_weight * coverage[entry_no] < kth:
+                    continue
+                partial = fuzz.partial_ratio(text, d_text) / 100.0
             else:
-                # No word features at all (e.g. digits only): bigrams decide alone.
-                coverage = 1.0
-            score = (1.0 - cover_weight) * score + cover_weight * coverage
-            scored.append((score, entry_no, doc, coverage))
+                partial = ratio  # partial_ratio of one character says nothing more
+            score = base + w_partial * partial
+            exact[pos] = score
+            final = keep * score + cover_weight * coverage[entry_no]
+            if final > entry_final.get(entry_no, -math.inf):
+                entry_final[entry_no] = final
+                if len(entry_final) >= limit:
+                    kth = sorted(entry_final.values(), reverse=True)[limit - 1]
+        # Best wording per entry in the original order of `top`, so ties resolve as before;
+        # an entry keeps its place even when its first wording was skipped.
+        best: dict[int, tuple[float, int] | None] = {}
+        for pos, (_, doc) in enumerate(top):
+            entry_no = doc_entry[doc]
+            wording_score = exact.get(pos)
+            if wording_score is None:
+                best.setdefault(entry_no, None)
+                continue
+            current = best.get(entry_no)
+            if current is None or current[0] < wording_score:
+                best[entry_no] = (wording_score, doc)
+        scored = [
+            (keep * found[0] + cover_weight * coverage[e], e, found[1], coverage[e])
+            for e, found in best.items()
+            if found is not None
+        ]
         scored.sort(key=itemgetter(0), reverse=True)
         return [
-            Match(self._entries[e], min(1.0, max(0.0, s)), self._doc_text[d], round(c, 4))
+            Match(self._entries[e], min(1.0, max(0.0, s)), doc_text[d], round(c, 4))
             for s, e, d, c in scored[:limit]
         ]

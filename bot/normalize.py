@@ -150,7 +150,10 @@ class Normalizer:
 
     def normalize(self, text: str) -> str:
         """Canonical form for matching: words separated by single spaces, fillers removed."""
-        text = self.simplify(text)
+        return self.normalize_simplified(self.simplify(text))
+
+    def normalize_simplified(self, text: str) -> str:
+        """`normalize` for text that already went through `simplify` (not done twice)."""
         text = _LATIN_WORD.sub(lambda m: ENGLISH_SYNONYMS.get(m.group(0), m.group(0)), text)
         # Two passes: a spelling fix ("帐户"→"账户") can create a longer synonym ("股票账户").
         for _ in range(2):

@@ -286,24 +286,34 @@ def _compact(text: str) -> str:
 _REACH_A_PERSON = re.compile(r"(找|联系|叫|要|转|接通?)(一下)?(我的)?(客户经理|投资顾问|投顾)")
 
 
+def _any_of(phrases: tuple[str, ...]) -> re.Pattern[str]:
+    """One regex that finds any of the phrases: one scan instead of one `in` per phrase."""
+    return re.compile("|".join(re.escape(p) for p in phrases))
+
+
+_HUMAN = _any_of(EXPLICIT_HUMAN_PHRASES)
+_PERSONAL_REQUEST = _any_of(PERSONAL_REQUEST_PHRASES)
+_OWN_ACCOUNT = _any_of(OWN_ACCOUNT_MARKERS)
+_NEGATIVE_LONGEST_FIRST = tuple(sorted(NEGATIVE_LEXICON, key=len, reverse=True))
+
+
 def asks_for_human(simplified: str) -> bool:
     """True if the text explicitly asks for a person (on NFKC/t2s/lower-cased text)."""
     text = _compact(simplified)
     for blocker in _NOT_EXPLICIT:
-        text = text.replace(blocker, "")
-    return any(p in text for p in EXPLICIT_HUMAN_PHRASES) or bool(_REACH_A_PERSON.search(text))
+        if blocker in text:
+            text = text.replace(blocker, "")
+    return _HUMAN.search(text) is not None or _REACH_A_PERSON.search(text) is not None
 
 
 def asks_about_own_account(simplified: str) -> bool:
     """True if the text asks the bot to look up or act on the investor's own account."""
-    text = _compact(simplified)
-    return any(p in text for p in PERSONAL_REQUEST_PHRASES)
+    return _PERSONAL_REQUEST.search(_compact(simplified)) is not None
 
 
 def mentions_own_account(simplified: str) -> bool:
     """True if the text is about the investor's own account, holdings or money."""
-    text = _compact(simplified)
-    return any(p in text for p in OWN_ACCOUNT_MARKERS)
+    return _OWN_ACCOUNT.search(_compact(simplified)) is not None
 
 
 def out_of_scope_topic(simplified: str) -> str | None:
@@ -316,7 +326,7 @@ def negative_score(simplified: str) -> float:
     """Sum of lexicon weights found; the longest matching phrase wins where they overlap."""
     text = _compact(simplified)
     score = 0.0
-    for phrase in sorted(NEGATIVE_LEXICON, key=len, reverse=True):
+    for phrase in _NEGATIVE_LONGEST_FIRST:
         if phrase in text:
             score += NEGATIVE_LEXICON[phrase]
             text = text.replace(phrase, "\u0000")

@@ -53,6 +53,7 @@ def test_cli_json_with_custom_files(tmp_path: Path, demo_kb: KnowledgeBase) -> N
         "handoff_recall",
         "wrong_answer_rate",
         "p99_ms",
+        "cpu_p99_ms",
     ):
         assert key in report
         for baseline in ("rapidfuzz_ratio", "bm25_jieba"):
