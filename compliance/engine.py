@@ -7,7 +7,9 @@ the original text, applies exceptions and negation scope, scores intent and suit
 from __future__ import annotations
 
 import bisect
+import functools
 import itertools
+import operator
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,7 +23,6 @@ from compliance.normalize import (
     CLAUSE_BREAKS,
     CLAUSE_MARK,
     Normaliser,
-    collapse_repeats,
     default_normaliser,
 )
 from compliance.personal_data import VALIDATORS, digit_fold_table, mask_digits
@@ -464,7 +465,7 @@ class ComplianceEngine:
             raise ValueError(f"role must be one of {ROLES}, got {role!r}")
         level = customer_level(customer_risk) if customer_risk is not None else None
         fold = self._fold
-        folded, marked = self._norm.fold_pair(text)
+        folded, marked, clauses = self._norm.fold_clauses(text)
         boundary = 0
         scan = folded
         if previous:
@@ -500,8 +501,9 @@ class ComplianceEngine:
             self._key_payloads[role_index],
             near_pairs=near_pairs,
             intent=role != "investor" and found.intent_possible(level),
+            suitability=level is not None and found.any_product,
         )
-        hits = _Evaluation(self, text, scan, boundary, role, level, marked).run(found)
+        hits = _Evaluation(self, text, scan, boundary, role, level, marked, clauses).run(found)
         hits.extend(regex_hits)
         if not hits:
             return Verdict(Tier.PASS, (), text, False)
@@ -612,13 +614,17 @@ def _key_mask(entries: tuple[tuple[int, int, int], ...], near_ordinal: dict[int,
 
 
 # Per key and role, its entries grouped by kind so a scan does no per-entry dispatch:
-# terms (rule, latin edges), near halves (kind, rule, edges, the rule's bit in a message's
-# near_pairs), the rules the key is an exception of (a frozenset, or None), cue class names,
-# products.
+# terms (rule, latin edges), the OR of its near halves' rule bits, near halves (kind, rule,
+# edges, the rule's bit in a message's near_pairs), the rules the key is an exception of (a
+# frozenset, or None), names of its intent cue classes, of its suitability cue classes
+# (recommend, unsuitable: only read when a customer level and a product make suitability
+# possible), products.
 _Payload = tuple[
     tuple[tuple[int, int], ...],
+    int,
     tuple[tuple[int, int, int, int], ...],
     frozenset[int] | None,
+    tuple[str, ...],
     tuple[str, ...],
     tuple[int, ...],
 ]
@@ -626,30 +632,48 @@ _Payload = tuple[
 
 _PayloadsByKind = tuple[
     tuple[tuple[tuple[int, int], ...], ...],
+    tuple[int, ...],
     tuple[tuple[tuple[int, int, int, int], ...], ...],
     tuple[frozenset[int] | None, ...],
+    tuple[tuple[str, ...], ...],
     tuple[tuple[str, ...], ...],
     tuple[tuple[int, ...], ...],
 ]
 
+_SUITABILITY_CUES = frozenset({"recommend", "unsuitable"})
+
 
 def _by_kind(payloads: list[_Payload]) -> _PayloadsByKind:
-    terms, near, exceptions, cues, products = zip(*payloads, strict=True) if payloads else ((),) * 5
-    return tuple(terms), tuple(near), tuple(exceptions), tuple(cues), tuple(products)
+    if not payloads:
+        return (), (), (), (), (), (), ()
+    terms, near_bits, near, exceptions, cues, suitability, products = zip(*payloads, strict=True)
+    return (
+        tuple(terms),
+        tuple(near_bits),
+        tuple(near),
+        tuple(exceptions),
+        tuple(cues),
+        tuple(suitability),
+        tuple(products),
+    )
 
 
 def _key_payload(
     entries: tuple[tuple[int, int, int], ...], near_ordinal: dict[int, int]
 ) -> _Payload:
+    near = tuple(
+        (kind, index, token, 1 << near_ordinal[index])
+        for kind, index, token in entries
+        if kind in (_FIRST, _SECOND)
+    )
+    cues = [_CUE_NAMES[index] for kind, index, _ in entries if kind == _CUE]
     return (
         tuple((index, token) for kind, index, token in entries if kind == _TERM),
-        tuple(
-            (kind, index, token, 1 << near_ordinal[index])
-            for kind, index, token in entries
-            if kind in (_FIRST, _SECOND)
-        ),
+        functools.reduce(operator.or_, (bit for *_, bit in near), 0),
+        near,
         frozenset(index for kind, index, _ in entries if kind == _EXC) or None,
-        tuple(_CUE_NAMES[index] for kind, index, _ in entries if kind == _CUE),
+        tuple(name for name in cues if name not in _SUITABILITY_CUES),
+        tuple(name for name in cues if name in _SUITABILITY_CUES),
         tuple(index for kind, index, _ in entries if kind == _PRODUCT),
     )
 
@@ -703,10 +727,20 @@ class _Found:
         *,
         near_pairs: int,
         intent: bool,
+        suitability: bool,
     ) -> None:
-        """Group the scan's payloads; near halves only of rules with both halves here, cues and
-        products only if intent or suitability can come of them (known from the key masks)."""
-        key_terms, key_near, key_exceptions, key_cues, key_products = key_payloads
+        """Group the scan's payloads; near halves only of rules with both halves here, cues
+        only if intent or suitability can come of them (known from the key masks), products
+        and suitability cues only if suitability can."""
+        (
+            key_terms,
+            key_near_bits,
+            key_near,
+            key_exceptions,
+            key_cues,
+            key_suitability,
+            key_products,
+        ) = key_payloads
         self.terms = [(t, start, end) for key, start, end in found_keys if (t := key_terms[key])]
         self.exceptions = [
             (x, start, end)
@@ -716,6 +750,8 @@ class _Found:
         if near_pairs:
             firsts, seconds = self.firsts, self.seconds
             for key, start, end in found_keys:
+                if not near_pairs & key_near_bits[key]:
+                    continue
                 for kind, index, token, bit in key_near[key]:
                     if not near_pairs & bit:
                         continue  # the rule's other half is not in this message
@@ -727,9 +763,17 @@ class _Found:
                 for key, start, end in found_keys
                 for name in key_cues[key]
             ]
-            self.products = [
-                (index, start, end) for key, start, end in found_keys for index in key_products[key]
-            ]
+            if suitability:
+                self.cues += [
+                    Cue(name, start, end, False)
+                    for key, start, end in found_keys
+                    for name in key_suitability[key]
+                ]
+                self.products = [
+                    (index, start, end)
+                    for key, start, end in found_keys
+                    for index in key_products[key]
+                ]
 
     def intent_possible(self, level: int | None) -> bool:
         return _intent_possible(self.cue_mask, self.any_product, level)
@@ -746,6 +790,7 @@ class _Evaluation:
         "role",
         "level",
         "marked",
+        "clauses",
         "_offsets",
         "_segment_ends",
         "_negated_at",
@@ -761,9 +806,11 @@ class _Evaluation:
         role: str,
         level: int | None,
         marked: str,
+        clauses: str | None,
     ) -> None:
         self.engine = engine
         self.marked = marked
+        self.clauses = clauses
         self.text = text
         self.scan = scan
         self.boundary = boundary
@@ -937,20 +984,17 @@ class _Evaluation:
         if start < self.boundary:
             return True
         if self._segment_ends is None:
-            marked = self.marked
-            current_len = len(self.scan) - self.boundary
-            # The scan is the marked text without marks, repeats collapsed. Same length: nothing
-            # was collapsed, so the segments line up. Otherwise collapse here too; the scan is
-            # this text without marks, collapsed again, so equal lengths mean equal texts (a
-            # repeat across a clause mark collapses in the scan but not here).
-            usable = len(marked) - marked.count(CLAUSE_MARK) == current_len
-            if not usable:
-                marked = collapse_repeats(marked)
-                usable = len(marked) - marked.count(CLAUSE_MARK) == current_len
-            if usable:
-                self._segment_ends = list(itertools.accumulate(map(len, marked.split(CLAUSE_MARK))))
-            else:
-                self._segment_ends = []
+            # The fold's clause-marked copy splits into the clauses in scan offsets; without it
+            # (a repeat collapsed across punctuation, 好，好) the original text is read below.
+            clauses = self.clauses
+            ends = (
+                list(itertools.accumulate(map(len, clauses.split(CLAUSE_MARK))))
+                if clauses is not None
+                else []
+            )
+            if ends and ends[-1] != len(self.scan) - self.boundary:
+                raise AssertionError("fold and its clause marks disagree")
+            self._segment_ends = ends
         ends = self._segment_ends
         a, b = start - self.boundary, end - self.boundary
         if ends:

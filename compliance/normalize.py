@@ -43,6 +43,9 @@ HAN_REPEAT = re.compile(r"([\u3400-\u9fff])\1+")
 # The same test without the greedy tail: search() stops at the first pair, ~2x faster.
 _HAN_PAIR = re.compile(r"([\u3400-\u9fff])\1")
 _HAN_FIRST, _HAN_LAST = "\u3400", "\u9fff"
+# A Han character, clause marks, the same character: starts with the mark, which re finds with
+# a fast literal search.
+_PAIR_ACROSS_MARK = re.compile(r"\x1f(?<=([\u3400-\u9fff])\x1f)\x1f*\1")
 
 _OPENCC_DIR = Path(str(opencc.__file__)).parent / "dictionary"
 
@@ -97,11 +100,25 @@ class Normaliser:
     def fold_pair(self, text: str) -> tuple[str, str]:
         """``(fold(text), marked)`` from one translate pass; ``marked`` is the folded text with
         CLAUSE_MARK where clause punctuation was (before Han repeats are collapsed)."""
+        folded, marked, _ = self.fold_clauses(text)
+        return folded, marked
+
+    def fold_clauses(self, text: str) -> tuple[str, str, str | None]:
+        """``(fold(text), marked, clauses)`` from one translate pass.
+
+        ``marked``: as in ``fold_pair``. ``clauses``: ``fold(text)`` with CLAUSE_MARK where
+        clause punctuation was, so that removing the marks gives ``fold(text)`` and splitting
+        at them gives the clauses in the folded text's own offsets; None in the rare case of a
+        repeat across punctuation (好，好), which collapses across the mark.
+        """
         if _beyond_dense(text):
             marked = text.translate(self._marked_table)
         else:
             marked = text.translate(self._fast_marked)
-        return collapse_repeats(marked.replace(CLAUSE_MARK, "")), marked
+        clauses = collapse_repeats(marked)
+        if _PAIR_ACROSS_MARK.search(clauses) is None:
+            return clauses.replace(CLAUSE_MARK, ""), marked, clauses
+        return collapse_repeats(clauses.replace(CLAUSE_MARK, "")), marked, None
 
     def fold_with_offsets(self, text: str, pre: str | None = None) -> tuple[str, list[int]]:
         """The same string as ``fold`` and, per folded character, its original index.

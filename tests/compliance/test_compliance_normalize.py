@@ -1,11 +1,15 @@
 """Normalisation: every evasion folds to the rule form, and the offset map agrees with fold."""
 
+import bisect
+import itertools
+import re
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from compliance import ComplianceEngine, default_normaliser
-from compliance.normalize import CLAUSE_MARK
+from compliance.normalize import CLAUSE_BREAKS, CLAUSE_MARK, collapse_repeats
 
 fold = default_normaliser().fold
 
@@ -106,3 +110,24 @@ def test_initials_only_as_whole_latin_tokens(engine: ComplianceEngine, text: str
 )
 def test_english_words_are_not_pinyin_hits(engine: ComplianceEngine, text: str) -> None:
     assert not engine.check(text, "advisor").hits, engine.check(text, "advisor").hits
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from("好坏保本，。！ a\u200b谢"), max_size=30))
+def test_fold_clauses_split_the_fold_where_the_original_has_clause_punctuation(text: str) -> None:
+    # The engine's clause test reads the marks in ``clauses`` instead of mapping every folded
+    # position back to the original: both must say the same for every pair of positions.
+    norm = default_normaliser()
+    folded, marked, clauses = norm.fold_clauses(text)
+    assert (folded, marked) == norm.fold_pair(text)
+    if clauses is None:  # a repeat collapsed across punctuation: the engine reads the original
+        assert re.search(r"([\u3400-\u9fff])\x1f+\1", collapse_repeats(marked))
+        return
+    assert clauses.replace(CLAUSE_MARK, "") == folded
+    offsets = norm.offsets(text, marked.replace(CLAUSE_MARK, ""))
+    ends = list(itertools.accumulate(map(len, clauses.split(CLAUSE_MARK))))
+    for a in range(len(folded)):
+        for b in range(a + 1, len(folded)):  # the engine asks about two folded characters
+            by_marks = bisect.bisect_right(ends, a) != bisect.bisect_right(ends, b)
+            by_original = any(c in CLAUSE_BREAKS for c in text[offsets[a] : offsets[b]])
+            assert by_marks == by_original, (text, a, b)
