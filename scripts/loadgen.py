@@ -391,6 +391,8 @@ class Run:
                     f"{unassigned} of {len(self.chats)} chats were never assigned an advisor"
                 )
         self.setup_s = time.monotonic() - t0
+        # A progress line for whoever watches the run (a profiler waits for it); results go to stdout.
+        print(f"setup done in {self.setup_s:.1f} s", file=sys.stderr, flush=True)
 
     def _advisor_for(self, i: int) -> int:
         return i // self.args.chats_per_advisor % max(1, self.args.advisors)

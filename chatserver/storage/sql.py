@@ -17,7 +17,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -232,6 +232,7 @@ class SQLStore:
         # Conversation rows by id, off unless cache_conversations() is called (one node only).
         self._conversations: OrderedDict[str, Conversation] | None = None
         self._conversation_cache_max = 0
+        self._customers: OrderedDict[str, Customer] | None = None
         # Last write stamp per conversation, so a read that raced a row write is not cached.
         self._conversation_writes: dict[str, int] = {}
         # Newest committed seq per conversation. A message commit changes only the row's head,
@@ -248,20 +249,29 @@ class SQLStore:
         """
         self._conversations = OrderedDict()
         self._conversation_cache_max = max_entries
+        # Customer profiles (risk level, tier) too: each investor message needs its customer's,
+        # and only upsert_customers writes them.
+        self._customers = OrderedDict()
 
     def _forget_conversations(self) -> None:
         if self._conversations:
             self._conversations.clear()
+        if self._customers:
+            self._customers.clear()
         self._cache_generation += 1
 
-    def _conversation_written(self, conversation_id: str, last_seq: int | None = None) -> None:
-        """After a committed (or failed) write: drop the cached row, or advance its last_seq."""
+    def _conversation_written(self, conversation_id: str, last_seq: int | None = None, *,
+                              changes: dict[str, Any] | None = None) -> None:
+        """After a committed (or failed) write: advance the cached row's last_seq, apply the
+        committed `changes` to it, or (anything else) drop it."""
         cache = self._conversations
         if cache is None:
             return
         if last_seq is None:
             self._conversation_writes[conversation_id] = next(self._write_stamps)
-            cache.pop(conversation_id, None)
+            cached = cache.pop(conversation_id, None)
+            if cached is not None and changes is not None and changes.keys() <= _CONVERSATION_FIELDS:
+                cache[conversation_id] = replace(cached, **changes)
         else:
             seqs = self._conversation_seqs
             seqs[conversation_id] = max(last_seq, seqs.get(conversation_id, 0))
@@ -450,8 +460,8 @@ class SQLStore:
                     batch.items[i].reply_stored = next(stored)
             for s in rows.stored:
                 self._conversation_written(s.conversation_id, s.seq)
-        for m, _ in batch.riders:
-            self._conversation_written(m.conversation_id)
+        for m, values in batch.riders:
+            self._conversation_written(m.conversation_id, changes={"updated_at": m.created_at, **values})
         for i, first in batch.repeats.items():
             batch.results[i] = _as_duplicate(batch.results[first])
         for i, item in enumerate(batch.items):
@@ -565,9 +575,20 @@ class SQLStore:
         return len(items)
 
     async def get_customer(self, customer_id: str) -> Customer | None:
+        cache = self._customers
+        if cache is not None and (cached := cache.get(customer_id)) is not None:
+            return cached
+        generation = self._cache_generation
         async with self.read() as conn:
             row = (await conn.execute(select(t.customers).where(t.customers.c.id == customer_id))).first()
-            return _customer(row) if row else None
+        customer = _customer(row) if row else None
+        if cache is not None and customer is not None and generation == self._cache_generation:
+            # Written customers empty the cache (write() moves the generation on), so a read
+            # that raced an upsert is not kept.
+            cache[customer_id] = customer
+            if len(cache) > self._conversation_cache_max:
+                cache.popitem(last=False)
+        return customer
 
     async def list_customers(self, limit: int = 500) -> list[Customer]:
         async with self.read() as conn:
@@ -1336,6 +1357,9 @@ def _customer_values(c: Customer, now: float) -> dict[str, Any]:
         "tags_value": list(c.tags_value), "dedicated_advisor": c.dedicated_advisor, "team": c.team,
         "phone_masked": c.phone_masked, "updated_at": now,
     }
+
+
+_CONVERSATION_FIELDS = frozenset(f.name for f in fields(Conversation))
 
 
 def _conversation(r: Any) -> Conversation:

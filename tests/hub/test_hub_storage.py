@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import replace
 
 import pytest
 from sqlalchemy import text, update
 
 from chatserver.storage import schema as t
-from chatserver.storage.records import Conversation, NewMessage, User
+from chatserver.storage.records import Conversation, Customer, NewMessage, User
 from chatserver.storage.sql import SQLStore, StorageUnavailable, new_id, open_store
 
 
@@ -251,9 +252,34 @@ async def test_conversation_cache_follows_message_commits_and_row_writes(db_url:
         async with s.read() as conn:
             head = (await conn.execute(text("SELECT last_seq FROM conversations WHERE id = :id"), {"id": cid})).scalar()
         assert head == 60
+        # A bot turn's row change commits with its messages and updates the cached row in place.
+        bot_answer = NewMessage(conversation_id=cid, sender_id="bot", sender_role="bot", sender_name="智能助手",
+                                kind="bot", text="开户需要身份证。", created_at=time.time())
+        await s.append_with_reply(message(cid, "开户要什么"), bot_answer, {"intent": "account", "bot_state": {"turns": 3}})
+        cached = s._conversations[cid]
+        assert (cached.intent, cached.bot_state, cached.last_seq) == ("account", {"turns": 3}, 62)
         # A row write (not a message) drops the cached row: the next read sees the new state.
         await s.update_conversation(cid, time.time(), state="queued")
+        assert cid not in s._conversations
         conv = await s.get_conversation(cid)
-        assert conv.state == "queued" and conv.last_seq == 60
+        assert (conv.state, conv.intent, conv.bot_state, conv.last_seq) == ("queued", "account", {"turns": 3}, 62)
+    finally:
+        await s.close()
+
+
+async def test_customer_cache_is_emptied_by_an_upsert(db_url: str):
+    """Each investor message reads its customer's profile: one node serves it from memory until written."""
+    s = open_store(db_url, batch_max=8)
+    s.cache_conversations()
+    await s.start()
+    try:
+        cust = Customer(id=f"c-{new_id()[:8]}", name="王先生", star=3, risk_level="C2")
+        await s.upsert_customers([cust], time.time())
+        assert (await s.get_customer(cust.id)).risk_level == "C2"
+        assert cust.id in s._customers
+        await s.upsert_customers([replace(cust, risk_level="C4")], time.time())
+        assert cust.id not in s._customers
+        assert (await s.get_customer(cust.id)).risk_level == "C4"
+        assert await s.get_customer("nobody") is None and "nobody" not in s._customers
     finally:
         await s.close()
