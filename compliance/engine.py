@@ -912,6 +912,18 @@ class _Evaluation:
 
     def _latin_edges_ok(self, start: int, end: int, edges: int) -> bool:
         """The checked ends of a latin key do not run on into other latin letters or digits."""
+        # Most latin keys sit between Han characters or at an end of the message, which the scan
+        # answers without the offset map: what folds next to a Han character in the scan is that
+        # character or nothing (no fold expansion puts a latin letter next to a Han character;
+        # tested), and nothing before the first folded character or after the last folds to
+        # anything.
+        scan, boundary = self.scan, self.boundary
+        if edges & LEFT and (start == boundary or _is_han(scan[start - 1])):
+            edges &= ~LEFT
+        if edges & RIGHT and end > boundary and (end == len(scan) or _is_han(scan[end])):
+            edges &= ~RIGHT
+        if not edges:
+            return True
         offsets = self.offsets
         text = self.text
         fold_char = self.engine._norm.fold_char
@@ -1101,6 +1113,10 @@ class _Evaluation:
 
     def _orig_end(self, end: int) -> int:
         return self.offsets[end - 1 - self.boundary] + 1
+
+
+def _is_han(ch: str) -> bool:
+    return "\u3400" <= ch <= "\u9fff"
 
 
 def _merge_overlaps(hits: list[Hit]) -> list[Hit]:

@@ -131,3 +131,23 @@ def test_fold_clauses_split_the_fold_where_the_original_has_clause_punctuation(t
             by_marks = bisect.bisect_right(ends, a) != bisect.bisect_right(ends, b)
             by_original = any(c in CLAUSE_BREAKS for c in text[offsets[a] : offsets[b]])
             assert by_marks == by_original, (text, a, b)
+
+
+def test_no_fold_expansion_puts_a_latin_letter_next_to_a_han_character() -> None:
+    # The engine's latin-edge check trusts a Han neighbour in the folded text (what folds next
+    # to it in the original is that character or nothing); an expansion such as "1月" is fine,
+    # "a月" would not be.
+    def han(c: str) -> bool:
+        return "\u3400" <= c <= "\u9fff"
+
+    def latin(c: str) -> bool:
+        return "a" <= c <= "z"
+
+    norm = default_normaliser()
+    for cp in range(0x110000):
+        if 0xD800 <= cp <= 0xDFFF:
+            continue
+        folded = norm.fold_char(chr(cp))
+        for left, right in zip(folded, folded[1:], strict=False):
+            assert not (han(left) and latin(right)), hex(cp)
+            assert not (latin(left) and han(right)), hex(cp)
