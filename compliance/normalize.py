@@ -220,6 +220,14 @@ def _build_table(opencc: dict[str, str], lookalikes: dict[str, str]) -> dict[int
     table: dict[int, str | None] = {}
     code_points = list(range(0x10000)) + [cp for lo, hi in _ASTRAL_RANGES for cp in range(lo, hi)]
     code_points += [ord(k) for k in opencc if ord(k) >= 0x10000]
+    # Decimal digits of every script (all of them below U+20000), so a number in any of them
+    # folds to ASCII digits.
+    code_points += [
+        cp
+        for cp in range(0x10000, 0x20000)
+        if unicodedata.category(chr(cp)) == "Nd"
+        and not any(lo <= cp < hi for lo, hi in _ASTRAL_RANGES)
+    ]
     for cp in code_points:
         ch = chr(cp)
         folded = _fold_one(ch, opencc, lookalikes)
@@ -232,6 +240,9 @@ def _fold_one(ch: str, opencc: dict[str, str], lookalikes: dict[str, str]) -> st
     category = unicodedata.category(ch)
     if category == "Cs":
         return ""
+    if category == "Nd":
+        # Decimal digits of any script (٣, ३, ๓, 𝟑) → ASCII digits, as full width already is.
+        return str(unicodedata.decimal(ch))
     if category == "No":
         # Circled/parenthesised/dingbat digits (①, ⑴, ❶, ⓫) → ASCII digits.
         value = unicodedata.numeric(ch, None)

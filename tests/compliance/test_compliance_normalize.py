@@ -28,6 +28,8 @@ fold = default_normaliser().fold
         ("翻⑴倍", "翻1倍"),
         ("翻❶倍", "翻1倍"),
         ("翻壹倍", "翻一倍"),  # financial numeral
+        ("翻\u0663倍", "翻3倍"),  # Arabic-Indic digit
+        ("翻\U0001fbf3倍", "翻3倍"),  # segmented digit (astral, slow path)
         ("Ⓐ股", "a股"),
         ("\U0001d41a\U0001d41b", "ab"),  # mathematical bold
         ("保保保本本", "保本"),  # repeated characters

@@ -1,6 +1,6 @@
 """Personal data: validators (Luhn, ID checksum), detection and masking in masked_text."""
 
-from compliance import ComplianceEngine, Tier
+from compliance import ComplianceEngine, Tier, default_normaliser
 from compliance.personal_data import bank_card_valid, id_card_valid, luhn_valid
 
 
@@ -95,20 +95,24 @@ def test_digit_gate_lets_through_every_real_number(engine: ComplianceEngine) -> 
 
 def test_digit_gate_wants_a_validator_shape() -> None:
     # The gate in front of the validated regex rules: only digit runs that one of the three
-    # validators could accept (mobile 1[3-9]+9, card [3-6]+15.., ID [1-8]+16+check) or a
-    # non-ASCII digit get through; long order numbers and dates do not.
+    # validators could accept (mobile 1[3-9]+9, card [3-6]+15.., ID [1-8]+16+check) get
+    # through; long order numbers and dates do not. Digits of other scripts fold to ASCII first.
     from compliance.engine import _DIGIT_RUN
 
-    for folded in ["订单号20231105123456789", "时间20240312000000", "股票600519", "12345678901"]:
-        assert _DIGIT_RUN.search(folded) is None, folded
-    arabic_indic = "".join(chr(0x660 + int(c)) for c in "123")
-    for folded in [
+    fold = default_normaliser().fold
+    for text in ["订单号20231105123456789", "时间20240312000000", "股票600519", "12345678901"]:
+        assert _DIGIT_RUN.search(fold(text)) is None, text
+    for text in [
         "电话13912345678",
         "卡号6222021234567890128",
         "身份证11010519900307123x",
-        "编号" + arabic_indic,
+        "电话" + "".join(chr(0x660 + int(c)) for c in "13912345678"),  # Arabic-Indic
+        "电话"
+        + "".join(chr(0x966 + int(c)) if c != " " else " " for c in "139 1234 5678"),  # Devanagari
+        "电话" + "".join(chr(0x1D7CE + int(c)) for c in "13912345678"),  # mathematical
+        "电话" + "".join(chr(0x1FBF0 + int(c)) for c in "13912345678"),  # segmented, astral
     ]:
-        assert _DIGIT_RUN.search(folded) is not None, folded
+        assert _DIGIT_RUN.search(fold(text)) is not None, text
 
 
 def test_phone_with_separator_after_first_digit(engine: ComplianceEngine) -> None:
