@@ -18,7 +18,15 @@ from typing import Any
 
 import ahocorasick_rs
 
-from compliance.intent import CUES, Cue, paired_cues, score_intent
+from compliance.intent import (
+    CUES,
+    Cue,
+    IntentFinding,
+    cues_by_class,
+    findings_in,
+    paired_in,
+    without,
+)
 from compliance.normalize import (
     CLAUSE_BREAKS,
     CLAUSE_MARK,
@@ -952,6 +960,12 @@ class _Evaluation:
             return known
         scan = self.scan
         lo = max(self.boundary if start >= self.boundary else 0, start - _NEG_WINDOW)
+        if start > lo and scan[start - 1] in _ONE_CHAR_NEGATORS:
+            # The most common disclaimer (不保证, 非保本): the nearest candidate, and no idiom or
+            # A-not-A question fits between it and the term; only the clause test is left.
+            result = not self._clause_break(start - 1, start)
+            self._negated_at[start] = result
+            return result
         result = False
         # Candidates nearest first: each search ends where the last candidate started.
         end = start
@@ -1045,21 +1059,19 @@ class _Evaluation:
         # Negation scope is costly; only work it out for cues that could take part in a
         # finding: those in some intent pattern (ignoring negation), and recommendations when
         # suitability is checked. Neutral and unsuitable cues count negated or not.
-        paired = paired_cues(kept, self.scan) if self.engine.intent_tier is not None else set()
+        classes = cues_by_class(kept)
+        paired = paired_in(classes, self.scan) if self.engine.intent_tier is not None else set()
         optimistic = bool(paired)
         suitability = self.level is not None and bool(products)
         if not optimistic and not suitability:
             return
         negated, refuted = self._negated, self._refuted
-        cues = [
-            Cue(c.cls, c.start, c.end, True)
-            if (c in paired or (suitability and c.cls == "recommend"))
-            and (negated(c.start) or refuted(c.end))
-            else c
-            for c in kept
-        ]
+        findings: list[IntentFinding] = []
+        if optimistic:
+            cancelled = {c for c in paired if negated(c.start) or refuted(c.end)}
+            findings = findings_in(without(classes, cancelled) if cancelled else classes, self.scan)
         engine = self.engine
-        for finding in score_intent(cues, self.scan) if optimistic else ():
+        for finding in findings:
             if finding.end <= self.boundary:
                 continue
             # Certainty and gain in different clauses are about different things (肯定的，收益…).
@@ -1087,9 +1099,9 @@ class _Evaluation:
                 hits.append(hit)
         if self.level is None or not products:
             return
-        current = [c for c in cues if c.start >= self.boundary]
+        current = [c for c in kept if c.start >= self.boundary]
         recommends = [c for c in current if c.cls == "recommend"]
-        if not recommends or any(c.negated for c in recommends):
+        if not recommends or any(negated(c.start) or refuted(c.end) for c in recommends):
             return
         if any(c.cls == "unsuitable" for c in current):
             return

@@ -262,9 +262,11 @@ class IntentFinding:
     reason: str
 
 
-def _live_by_class(
-    cues: Sequence[Cue],
-) -> tuple[list[Cue], list[Cue], list[Cue], list[Cue], list[Cue]]:
+# The cues that count, by class: certain, gain, assure, lead, urge (each in text order).
+CueClasses = tuple[list[Cue], list[Cue], list[Cue], list[Cue], list[Cue]]
+
+
+def cues_by_class(cues: Sequence[Cue]) -> CueClasses:
     """The cues that count, sorted by class in their order: certain, gain, assure, lead, urge.
 
     Negated cues do not count, and a neutral phrase overlapping a certainty or gain cue cancels
@@ -295,6 +297,13 @@ def _live_by_class(
     return certain, gain, assure, lead, urge
 
 
+def without(classes: CueClasses, dropped: set[Cue]) -> CueClasses:
+    """The sorted cues minus ``dropped`` (cues found negated): what ``cues_by_class`` gives for
+    the same cues with those marked negated."""
+    certain, gain, assure, lead, urge = ([c for c in cues if c not in dropped] for cues in classes)
+    return certain, gain, assure, lead, urge
+
+
 def paired_cues(cues: Sequence[Cue], text: str) -> set[Cue]:
     """Every cue that forms at least one of ``score_intent``'s patterns with another cue.
 
@@ -302,7 +311,12 @@ def paired_cues(cues: Sequence[Cue], text: str) -> set[Cue]:
     engine works out negation scope for these cues alone; an empty set means ``score_intent``
     finds nothing.
     """
-    certain, gain, assure, lead, urge = _live_by_class(cues)
+    return paired_in(cues_by_class(cues), text)
+
+
+def paired_in(classes: CueClasses, text: str) -> set[Cue]:
+    """``paired_cues`` over cues already sorted by ``cues_by_class``."""
+    certain, gain, assure, lead, urge = classes
     out: set[Cue] = set()
     for c in certain:
         for g in gain:
@@ -340,7 +354,13 @@ def score_intent(cues: Sequence[Cue], text: str) -> list[IntentFinding]:
 
     ``text`` is the folded text the cue positions index.
     """
-    certain, gain, assure, lead, urge = _live_by_class(cues)
+    return findings_in(cues_by_class(cues), text)
+
+
+def findings_in(classes: CueClasses, text: str) -> list[IntentFinding]:
+    """``score_intent`` over cues already sorted by ``cues_by_class``: the engine sorts them
+    once, and drops the negated ones from these lists instead of sorting again."""
+    certain, gain, assure, lead, urge = classes
     found: list[IntentFinding] = []
     for c in certain:
         for g in gain:

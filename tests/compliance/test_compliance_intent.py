@@ -3,7 +3,7 @@
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from compliance.intent import Cue, paired_cues, score_intent
+from compliance.intent import Cue, cues_by_class, findings_in, paired_cues, score_intent, without
 
 TEXT = "会能要我们一定会大涨的明天给您回复收益情况跟着我买赶紧上车没问题"
 
@@ -34,6 +34,19 @@ def test_negating_an_unpaired_cue_never_changes_the_findings(
         _negate(cues, only_paired), TEXT
     )
     assert bool(paired) == bool(score_intent(cues, TEXT))
+
+
+@settings(max_examples=1500, deadline=None)
+@given(_cues, st.sets(st.integers(0, 11)))
+def test_dropping_negated_cues_from_the_sorted_lists_scores_like_negating_them(
+    cues: list[Cue], negated: set[int]
+) -> None:
+    # The engine sorts the cues once, then drops the paired ones it found negated.
+    dropped = {c for i, c in enumerate(cues) if i in negated and c.cls != "neutral"}
+    which = {i for i, c in enumerate(cues) if c in dropped}
+    assert findings_in(without(cues_by_class(cues), dropped), TEXT) == score_intent(
+        _negate(cues, which), TEXT
+    )
 
 
 def test_a_gain_far_from_any_certainty_is_not_paired() -> None:
