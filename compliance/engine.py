@@ -6,9 +6,7 @@ the original text, applies exceptions and negation scope, scores intent and suit
 
 from __future__ import annotations
 
-import bisect
 import functools
-import itertools
 import operator
 import re
 from collections.abc import Sequence
@@ -31,6 +29,7 @@ from compliance.normalize import (
     CLAUSE_BREAKS,
     CLAUSE_MARK,
     Normaliser,
+    clause_between,
     default_normaliser,
 )
 from compliance.personal_data import VALIDATORS, digit_fold_table, mask_digits
@@ -801,7 +800,6 @@ class _Evaluation:
         "marked",
         "clauses",
         "_offsets",
-        "_segment_ends",
         "_negated_at",
         "_refuted_at",
     )
@@ -826,7 +824,6 @@ class _Evaluation:
         self.role = role
         self.level = level
         self._offsets: list[int] | None = None
-        self._segment_ends: list[int] | None = None
         # Many rules (and their variants) hit at the same place; scope is a property of the place.
         self._negated_at: dict[int, bool] = {}
         self._refuted_at: dict[int, bool] = {}
@@ -1010,22 +1007,11 @@ class _Evaluation:
         """Clause punctuation in the original text between folded positions start and end."""
         if start < self.boundary:
             return True
-        if self._segment_ends is None:
-            # The fold's clause-marked copy splits into the clauses in scan offsets; without it
-            # (a repeat collapsed across punctuation, 好，好) the original text is read below.
-            clauses = self.clauses
-            ends = (
-                list(itertools.accumulate(map(len, clauses.split(CLAUSE_MARK))))
-                if clauses is not None
-                else []
-            )
-            if ends and ends[-1] != len(self.scan) - self.boundary:
-                raise AssertionError("fold and its clause marks disagree")
-            self._segment_ends = ends
-        ends = self._segment_ends
         a, b = start - self.boundary, end - self.boundary
-        if ends:
-            return bisect.bisect_right(ends, a) != bisect.bisect_right(ends, b)
+        clauses = self.clauses
+        if clauses is not None:
+            return clause_between(clauses, a, b)
+        # A repeat collapsed across punctuation (好，好): read the original text.
         offsets = self.offsets
         o_start = offsets[a]
         o_end = offsets[b] if b < len(offsets) else len(self.text)

@@ -190,6 +190,23 @@ def collapse_repeats(folded: str) -> str:
     return folded[:at] + "".join(HAN_REPEAT.split(folded[at:]))
 
 
+def clause_between(clauses: str, a: int, b: int) -> bool:
+    """Clause punctuation between folded characters ``a`` and ``b`` (a < b), read from the
+    clause-marked fold (``fold_clauses``) without an offset map.
+
+    Folded character b sits in ``clauses`` at b plus the marks before it: the least such
+    position, found by counting marks (in C) until it stops moving, then past any marks. A mark
+    lies between a and b when the b - a characters before that position are not all folded
+    characters.
+    """
+    at = b
+    while (moved := b + clauses.count(CLAUSE_MARK, 0, at)) != at:
+        at = moved
+    while at < len(clauses) and clauses[at] == CLAUSE_MARK:
+        at += 1
+    return clauses.find(CLAUSE_MARK, at - (b - a), at) != -1
+
+
 def _beyond_dense(text: str) -> bool:
     """Does ``text`` hold a code point the dense tables do not cover (tags, CJK ext. B)?
 
