@@ -40,8 +40,9 @@ class FeatureExtractor:
             freq = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None
             self._tokenizer.add_word(parts[0], freq)
         self._canonical: dict[str, str] = load_synonyms()
-        for word in self._canonical:
-            # Members must come out of jieba as one word, or the table never applies.
+        for word in {*self._canonical, *self._canonical.values()}:
+            # Members and canonical words must come out of jieba as one word, or the table
+            # never applies ("到账" was cut into 到 + 账).
             if len(word) > 1 and self._tokenizer.FREQ.get(word, 0) == 0:
                 self._tokenizer.add_word(word, _SYNONYM_FREQ)
         self._pinyin: dict[str, str] = _toneless_pinyin_table()

@@ -103,8 +103,27 @@ CHINESE_SYNONYMS: dict[str, str] = {
     # particle stripping and become "你能干" (capable).
     "干嘛": "做什么",
     "干啥": "做什么",
+    # Colloquial question words, mapped to the standard ones the KB is written in (a word the
+    # KB never uses counts against every wording).
+    "咋整": "怎么办",
+    "咋办": "怎么办",
+    "咋弄": "怎么办",
+    "怎么整": "怎么办",
+    "怎么弄": "怎么办",
+    "咋回事": "怎么回事",
+    "咋": "怎么",
+    "啥时候": "什么时候",
+    "啥": "什么",
+    "木有": "没有",
+    "俺": "我",
 }
 
+# "A不A" / "A没A" questions ("能不能", "有没有", "开不开门") ask the same as "A吗": no negation.
+_A_NOT_A = re.compile(r"([\u4e00-\u9fff])[不没]\1")
+# A clause-final 不/没/没有 is a question particle too ("能开户不", "到账了没").
+_FINAL_NEGATION = re.compile(r"(?<=..)(不|没有|没)$")
+# A clause-final 还 is "repay" (融资的钱怎么还), not "still": 还 alone is a stopword.
+_FINAL_REPAY = re.compile(r"(?<=.)还$")
 _PUNCT_OR_SYMBOL = re.compile(r"[^\w]+", re.UNICODE)
 _UNDERSCORE = re.compile(r"_+")
 _SPACES = re.compile(r"\s+")
@@ -155,20 +174,37 @@ class Normalizer:
     def normalize_simplified(self, text: str) -> str:
         """`normalize` for text that already went through `simplify` (not done twice)."""
         text = _LATIN_WORD.sub(lambda m: ENGLISH_SYNONYMS.get(m.group(0), m.group(0)), text)
-        # Two passes: a spelling fix ("帐户"→"账户") can create a longer synonym ("股票账户").
-        for _ in range(2):
+        # Until nothing changes (a few rounds at most): a spelling fix ("帐户"→"账户") can
+        # create a longer synonym ("股票账户"), a synonym an "A不A" ("咋不么" → "怎么不么"), and
+        # "开不开不开" needs two rounds.
+        for _ in range(4):
+            before = text
             for variant in _SYNONYM_ORDER:
                 if variant in text:
                     text = text.replace(variant, CHINESE_SYNONYMS[variant])
+            text = _A_NOT_A.sub(r"\1", text)
+            if text == before:
+                break
         text = _PUNCT_OR_SYMBOL.sub(" ", text)
         text = _UNDERSCORE.sub(" ", text)
         for phrase in FILLER_PHRASES:
             if phrase in text:
                 text = text.replace(phrase, " ")
-        clauses = [c.rstrip(_TRAILING_PARTICLES) for c in text.split()]
+        clauses = [_strip_clause_end(c) for c in text.split()]
         return _SPACES.sub(" ", " ".join(c for c in clauses if c)).strip()
 
     @staticmethod
     def has_content(text: str) -> bool:
         """True if the text holds at least one letter, digit or CJK character."""
         return _MEANINGFUL.search(text) is not None
+
+
+def _strip_clause_end(clause: str) -> str:
+    """Sentence-final particles and question-particle 不/没 off, until none is left; a final
+    还 becomes 还款."""
+    while True:
+        stripped = _FINAL_NEGATION.sub("", clause.rstrip(_TRAILING_PARTICLES))
+        if stripped == clause:
+            break
+        clause = stripped
+    return _FINAL_REPAY.sub("还款", clause)

@@ -26,6 +26,10 @@ EXPLICIT_HUMAN_PHRASES: tuple[str, ...] = (
     "客服经理",
     "找投顾",
     "不要机器人",
+    "转接",
+    "换个人",
+    "换人",
+    "客服人员",
     "别用机器人",
     "机器人听不懂",
     "humanagent",
@@ -51,6 +55,7 @@ _NOT_EXPLICIT: tuple[str, ...] = (
 # so these go to a person even when a KB entry looks similar ("帮我查一下我的佣金").
 PERSONAL_REQUEST_PHRASES: tuple[str, ...] = (
     "帮我查",
+    "帮我看",
     "给我查",
     "帮忙查",
     "查一下我的",
@@ -85,6 +90,9 @@ OWN_ACCOUNT_MARKERS: tuple[str, ...] = (
     "我的钱",
     "我这个账户",
     "我名下",
+    # A particular transaction ("那笔转账", "这笔委托") is the investor's own.
+    "那笔",
+    "这笔",
 )
 
 # Topics a securities firm's service desk does not cover (other licences, other trades,
@@ -126,6 +134,8 @@ NEGATIVE_LEXICON: Mapping[str, float] = {
     "垃圾": 2.0,
     "骗子": 3.0,
     "骗钱": 3.0,
+    "骗人": 3.0,
+    "骗我": 3.0,
     "诈骗": 2.0,
     "坑人": 2.0,
     "坑爹": 2.0,

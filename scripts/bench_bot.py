@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from rapidfuzz import fuzz, process  # noqa: E402
 
 from bot import Bot, BotState, KBEntry, KnowledgeBase, load_demo_kb  # noqa: E402
-from bot.eval import load_demo_queries  # noqa: E402
+from bot.eval import DEMO_QUERY_FILES, load_demo_queries  # noqa: E402
 
 FUND_HOUSES = (
     "华夏 易方达 南方 嘉实 博时 广发 汇添富 富国 招商 工银 建信 鹏华 银华 国泰 大成 景顺 中欧 兴全"
@@ -155,7 +155,8 @@ def main() -> int:
     gc.collect()
 
     rng = random.Random(11)
-    texts = [q.query for q in load_demo_queries()]
+    # The first demo query file only, so the message mix matches earlier runs.
+    texts = [q.query for q in load_demo_queries(DEMO_QUERY_FILES[:1])]
     generated_queries: list[tuple[str, str]] = []
     for e in rng.sample(extra, min(len(extra), 300)):
         text = rng.choice(e.similar_questions).replace("多少", "多少啊")

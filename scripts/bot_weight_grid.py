@@ -1,7 +1,10 @@
 """Try values of one bot scoring weight on data that may be tuned on: the tuning split of the
-demo queries and the KB's own leave-one-out pseudo-queries. Never looks at the held-out part.
+demo queries (and of any `--tune-file`) and the KB's own leave-one-out pseudo-queries. Never
+looks at a held-out part.
 
     .venv/bin/python scripts/bot_weight_grid.py --weight entry_cover --values 0.2 0.25 0.3
+    .venv/bin/python scripts/bot_weight_grid.py --weight ratio --values 0.1 0.12 \
+        --tune-file my_queries.jsonl --no-loo
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from bot.eval import (  # noqa: E402
     leave_one_out,
     load_demo_queries,
     objective,
+    parse_queries,
     run_bot,
     score,
     tune_split,
@@ -32,10 +36,15 @@ def main() -> int:
     parser.add_argument("--weight", required=True, choices=names)
     parser.add_argument("--values", required=True, nargs="+", type=float)
     parser.add_argument("--no-loo", action="store_true", help="skip leave-one-out (~1 min each)")
+    parser.add_argument(
+        "--tune-file", type=Path, action="append", help="another query file: its tuning split too"
+    )
     args = parser.parse_args()
     kb = load_demo_kb()
     base = Bot(kb)
     tune = tune_split(load_demo_queries())
+    for path in args.tune_file or []:
+        tune += tune_split(parse_queries(path.read_text(encoding="utf-8")))
     for value in args.values:
         weights = replace(base.config.weights, **{args.weight: value})
         bot = Bot(

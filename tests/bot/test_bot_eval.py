@@ -2,36 +2,78 @@
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from bot import Bot, KnowledgeBase
-from bot.eval import evaluate, load_demo_queries, main, parse_queries
+from bot import Bot, KnowledgeBase, Normalizer
+from bot.eval import (
+    DEMO_QUERY_FILES,
+    TUNE_EVERY,
+    evaluate,
+    load_demo_queries,
+    main,
+    parse_queries,
+)
 
-# Floors measured on the shipped set (docs/benchmarks/bot.md); a drop below them is a
-# regression. The brief's target for top1 is 0.90 on all queries (0.914 measured); on the
-# held-out part it is not met (0.882 measured), so that floor sits below the target.
-TOP1_FLOOR = 0.90
-HELDOUT_TOP1_FLOOR = 0.87
+# Floors measured on the shipped sets (docs/benchmarks/bot.md); a drop below them is a
+# regression. The brief's targets are top-1 >= 0.90 and wrong answers <= 0.03. On the first
+# 408 queries top-1 is 0.917 (0.886 held out); on all 625, with the 217 written later from the
+# KB's topics, it is 0.880 (0.844 held out): the target is not met there, and the floors say so.
+FIRST_FILE_TOP1_FLOOR = 0.90
+FIRST_FILE_HELDOUT_TOP1_FLOOR = 0.87
+TOP1_FLOOR = 0.87
+HELDOUT_TOP1_FLOOR = 0.83
 WRONG_ANSWER_CEILING = 0.03
 
 
-def test_demo_query_set_shape() -> None:
+def test_demo_query_set_shape(demo_kb: KnowledgeBase) -> None:
     queries = load_demo_queries()
     assert len(queries) >= 300
     assert sum(q.expected_id is None for q in queries) >= 50
+    fresh = load_demo_queries(DEMO_QUERY_FILES[1:])
+    assert len(fresh) >= 150 and sum(q.expected_id is None for q in fresh) >= 30
+    # Kept apart from the KB's own wordings and from the first file.
+    normalizer = Normalizer()
+    wordings = {normalizer.normalize(w) for e in demo_kb.entries for w in e.all_questions}
+    first = {q.query for q in load_demo_queries(DEMO_QUERY_FILES[:1])}
+    # Four fresh queries normalise to a KB wording (three are the traditional-script form of a
+    # standard question); they were measured as written, so they stay, counted here.
+    copies = [q.query for q in fresh if normalizer.normalize(q.query) in wordings]
+    assert len(copies) <= 4, copies
+    assert not [q.query for q in fresh if q.query in first]
+    # Each file keeps its own tuning split inside the joined set.
+    assert len(load_demo_queries(DEMO_QUERY_FILES[:1])) % TUNE_EVERY == 0
 
 
-def test_shipped_eval_meets_targets(demo_kb: KnowledgeBase, demo_bot: Bot) -> None:
+def _beats_baselines(report: dict[str, Any], keys: tuple[str, ...]) -> None:
+    for name, baseline in report["baselines"].items():
+        for key in keys:
+            assert report[key] >= baseline[key], (name, key)
+
+
+def test_first_query_file_meets_targets(demo_kb: KnowledgeBase, demo_bot: Bot) -> None:
+    report = evaluate(demo_kb, load_demo_queries(DEMO_QUERY_FILES[:1]), bot=demo_bot)
+    assert report["top1"] >= FIRST_FILE_TOP1_FLOOR
+    assert report["heldout"]["top1"] >= FIRST_FILE_HELDOUT_TOP1_FLOOR
+    assert report["wrong_answer_rate"] <= WRONG_ANSWER_CEILING
+    assert report["heldout"]["wrong_answer_rate"] <= WRONG_ANSWER_CEILING
+    _beats_baselines(report, ("top1", "mrr10", "handoff_precision", "handoff_recall"))
+    for name, baseline in report["baselines"].items():
+        assert report["wrong_answer_rate"] <= baseline["wrong_answer_rate"], name
+
+
+def test_shipped_eval_floors(demo_kb: KnowledgeBase, demo_bot: Bot) -> None:
     report = evaluate(demo_kb, load_demo_queries(), bot=demo_bot)
     assert report["top1"] >= TOP1_FLOOR
     assert report["heldout"]["top1"] >= HELDOUT_TOP1_FLOOR
     assert report["wrong_answer_rate"] <= WRONG_ANSWER_CEILING
     assert report["heldout"]["wrong_answer_rate"] <= WRONG_ANSWER_CEILING
-    for name, baseline in report["baselines"].items():
-        for key in ("top1", "mrr10", "handoff_precision", "handoff_recall"):
-            assert report[key] >= baseline[key], (name, key)
-        assert report["wrong_answer_rate"] <= baseline["wrong_answer_rate"], name
+    _beats_baselines(report, ("top1", "resolved", "mrr10", "handoff_precision", "handoff_recall"))
+    # Not against BM25: it answers directly only about a third of the time, so it answers
+    # wrongly less often (docs/benchmarks/bot.md); the fuzzy baseline answers as much.
+    ratio = report["baselines"]["rapidfuzz_ratio"]
+    assert report["wrong_answer_rate"] <= ratio["wrong_answer_rate"]
 
 
 def test_cli_json_with_custom_files(tmp_path: Path, demo_kb: KnowledgeBase) -> None:

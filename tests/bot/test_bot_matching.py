@@ -92,3 +92,12 @@ def test_negation_tells_neighbouring_entries_apart(demo_bot: Bot) -> None:
     assert "没" in demo_bot.extractor.canonical_words("钱未到账")  # 未 folds into 没
     assert bot.rank("钱转出了未到账")[0].entry.id == "trf_missing"
     assert bot.rank("转出的钱多久能到")[0].entry.id == "trf_time"
+
+
+def test_synonym_words_come_out_of_jieba_whole(demo_bot: Bot) -> None:
+    extractor = demo_bot.extractor
+    # A canonical word ("到账") was cut into 到 + 账 when only members were added.
+    assert "到账" in extractor.canonical_words("什么时候到账")
+    # A domain word is not eaten by a synonym that overlaps it (亏本 + 金).
+    assert extractor.canonical_words("雪球会亏本金") == ["雪球", "亏损", "本金"]
+    assert extractor.canonical_words("视频认证几点下班")[0] == "视频见证"

@@ -58,3 +58,30 @@ def test_gan_ma_is_a_question_word_not_a_particle() -> None:
     assert norm.normalize("你能干嘛") == "你能做什么"
     assert norm.normalize("这个功能是干啥的") == "这个功能是做什么的"
     assert norm.normalize("开户嘛") == "开户"
+
+
+def test_colloquial_question_words_map_to_standard_ones() -> None:
+    assert norm.normalize("开户被驳回了咋整") == "开户被驳回了怎么办"
+    assert norm.normalize("这个咋弄") == "这个怎么办"
+    assert norm.normalize("啥时候到账") == "什么时候到账"
+    assert norm.normalize("账户受限咋回事") == "账户受限怎么回事"
+
+
+def test_a_not_a_questions_lose_the_negation() -> None:
+    assert norm.normalize("股市开不开门") == "股市开门"
+    assert norm.normalize("有没有利息") == "有利息"
+    assert norm.normalize("可不可以撤单") == "可以撤单"
+    assert norm.normalize("开不开不开") == "开"
+
+
+def test_clause_final_negation_is_a_question_particle() -> None:
+    assert norm.normalize("没有银行卡能开户不") == "没有银行卡能开户"
+    assert norm.normalize("钱到账了没呢") == "钱到账了"
+    # A negation inside the clause, or a short clause, is meaning, not a particle.
+    assert norm.normalize("转出的钱没到账") == "转出的钱没到账"
+    assert norm.normalize("我没有") == "我没有"
+
+
+def test_clause_final_huan_is_repay() -> None:
+    assert norm.normalize("融资的钱怎么还") == "融资的钱怎么还款"
+    assert norm.normalize("怎么还没到账") == "怎么还没到账"

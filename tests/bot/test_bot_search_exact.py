@@ -54,6 +54,16 @@ def test_search_and_respond_reuse_one_tokenisation(demo_bot: Bot, demo_texts: li
         assert index.search(normalized, 5) == index.search_query(index.analyze(normalized), 5)
 
 
+def test_lexicon_phrases_added_for_the_fresh_tuning_third() -> None:
+    from bot.signals import negative_score
+
+    assert asks_for_human("转接一下客服人员")
+    assert asks_for_human("机器人回答不了，换个人")
+    assert negative_score("你们这骗人的吧") >= 2.0
+    assert asks_about_own_account("帮我看看那笔转账到哪了")
+    assert mentions_own_account("那笔委托怎么没成交")
+
+
 def test_compiled_lexicons_find_every_phrase() -> None:
     for phrase in EXPLICIT_HUMAN_PHRASES:
         assert asks_for_human(f"你好{phrase}吧"), phrase
