@@ -22,7 +22,7 @@ from chatserver.accounts import demo_logins, seed_demo
 from chatserver.auth import TokenSigner
 from chatserver.bus import Bus, LocalBus
 from chatserver.channels import ChannelGateway
-from chatserver.cluster import ClusterAssignment, NodeGauges, bus_state
+from chatserver.cluster import ClusterAssignment, NodeGauges, bus_state, share_conversation_rows
 from chatserver.engines import Engines, freeze_heap
 from chatserver.guard import ACCESS_LISTS, Guard
 from chatserver.http_api import add_routes
@@ -98,6 +98,7 @@ async def open_services(settings: Settings) -> Services:
     if isinstance(bus, RedisBus):
         # Several nodes share routing: one leader runs the Router, the others forward to it.
         hub.assignment = ClusterAssignment(hub, bus)  # type: ignore[assignment]
+        await share_conversation_rows(store, bus)
     await hub.assignment.start()
     await services.channels.start()
     await bus.subscribe(topics.CONTROL, lambda payload: _on_control(services, payload))

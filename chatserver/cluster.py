@@ -23,6 +23,7 @@ from chatserver.assignment import Assignment
 from chatserver.auth import Principal
 from chatserver.protocol import ErrorCode, ProtocolError
 from chatserver.storage.records import Conversation, Customer, User
+from chatserver.storage.sql import SharedRows
 from routing import (
     AdvisorMetrics,
     AdvisorStatus,
@@ -37,6 +38,7 @@ from routing import (
 if TYPE_CHECKING:
     from chatserver.hub import Hub
     from chatserver.redis_bus import RedisBus
+    from chatserver.storage.sql import SQLStore
 
 log = logging.getLogger("chatserver.cluster")
 
@@ -61,6 +63,29 @@ if redis.call('get', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
+
+
+ROWS_TOPIC = "cluster:rows"  # "node|conversation id": that node wrote the conversation's row
+
+
+async def share_conversation_rows(store: SQLStore, bus: RedisBus) -> None:
+    """Let every node cache conversation rows: each row write is announced, the others drop theirs.
+
+    Saves the message path a database read per message on a cluster (see
+    SQLStore.cache_conversations for what a cached row may and may not be used for).
+    """
+    origin = bus.node_id
+
+    def written(conversation_id: str) -> None:
+        bus.post(ROWS_TOPIC, f"{origin}|{conversation_id}")
+
+    def on_notice(payload: str) -> None:
+        node, _, conversation_id = payload.partition("|")
+        if node != origin and conversation_id:
+            store.forget_conversation(conversation_id)
+
+    await bus.subscribe(ROWS_TOPIC, on_notice)
+    store.cache_conversations(shared=SharedRows(written=written, epoch=lambda: bus.epoch))
 
 
 class NodeGauges:

@@ -83,9 +83,10 @@ class Hub:
         self.channel_callbacks: set[str] = set()
 
     # -- authorisation -----------------------------------------------------------------------
-    async def conversation_for(self, who: Principal, conversation_id: str, *, write: bool) -> Conversation:
+    async def conversation_for(self, who: Principal, conversation_id: str, *, write: bool,
+                               recent_ok: bool = False) -> Conversation:
         """The conversation if `who` may read it (or write to it); the same error either way otherwise."""
-        conv = await self.store.get_conversation(conversation_id)
+        conv = await self.store.get_conversation(conversation_id, recent_ok=recent_ok)
         if conv is None or not self.may_read(who, conv):
             raise ProtocolError(ErrorCode.CONVERSATION_NOT_FOUND, "no such conversation for you")
         if write and who.role in ("supervisor", "admin"):
@@ -126,7 +127,9 @@ class Hub:
         stored (with its verdict) and never delivered; the sender gets COMPLIANCE_BLOCKED.
         """
         check_text(text, self.settings.max_text_chars)
-        conv = await self.conversation_for(who, conversation_id, write=True)
+        # A row another node wrote a moment ago may still be cached here: the same race a
+        # database read has with that write, a bus delivery wider (SQLStore.cache_conversations).
+        conv = await self.conversation_for(who, conversation_id, write=True, recent_ok=True)
         if conv.state == "closed" and kind != "leave_message":
             raise ProtocolError(ErrorCode.CONVERSATION_CLOSED, "this conversation is closed; start a new one")
         if who.role == "advisor" and conv.advisor_id != who.user_id:

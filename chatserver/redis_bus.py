@@ -237,8 +237,20 @@ class RedisBus:
                 await self._drop_pubsub()
                 self._wake.set()
 
+    @property
+    def epoch(self) -> tuple[int, int] | None:
+        """Names an unbroken stretch of other nodes' messages reaching this node (None while
+        they may be missed): it changes with every resubscription and every dropped message."""
+        if self.state != "redis":
+            return None
+        return (self.reconnects, self.dropped)
+
     # -- Bus protocol ------------------------------------------------------------------------
     async def publish(self, topic: str, payload: str) -> None:
+        self.post(topic, payload)
+
+    def post(self, topic: str, payload: str) -> None:
+        """publish() for synchronous callers: it never waits on Redis anyway."""
         self.deliver_local(topic, payload)
         if self._degraded:
             return  # missed remotely; clients recover through resume (the database is the truth)

@@ -14,7 +14,7 @@ import sqlite3
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Hashable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, fields, replace
@@ -106,6 +106,21 @@ class _Append:
     # `message` is new (a resent question is not answered twice).
     reply: NewMessage | None = None
     reply_stored: StoredMessage | None = None
+
+
+@dataclass
+class SharedRows:
+    """How a store caches conversation rows that other nodes write too.
+
+    `written(id)` tells the other nodes that this node wrote that row; `epoch()` names the
+    current unbroken stretch of notices from them (None while they may be missed, e.g. the bus
+    is down). Cached rows are dropped whenever the epoch changes and are never older than ttl_s.
+    """
+
+    written: Callable[[str], None]
+    epoch: Callable[[], Hashable | None]
+    ttl_s: float = 30.0
+    cache_epoch: Hashable | None = None
 
 
 @dataclass
@@ -240,24 +255,41 @@ class SQLStore:
         self._conversation_seqs: dict[str, int] = {}
         self._write_stamps = itertools.count(1)
         self._cache_generation = 0
+        # Shared mode (several nodes): when each cached row was read, and whom to tell of a write.
+        self._shared: SharedRows | None = None
+        self._fetched_at: dict[str, float] = {}
 
-    def cache_conversations(self, max_entries: int = 50_000) -> None:
+    def cache_conversations(self, max_entries: int = 50_000, *, shared: SharedRows | None = None) -> None:
         """Serve get_conversation from memory, refreshed by every conversation write this store makes.
 
-        Only correct while this process is the database's one writer (a single hub node): writes
-        by another node would leave the cache stale. It saves a database round trip per message.
+        Without `shared` this process must be the database's one writer (a single hub node); the
+        cache is then always right (customer profiles are cached too). With `shared`, other nodes
+        write rows as well: this store tells them of each row it writes, they drop theirs, and a
+        cached row is used only by readers that accept one that may trail the database by the
+        bus's latency (`recent_ok`), never longer than `shared.ttl_s`, and never while the bus
+        cannot vouch for its notices. Either way it saves a database round trip per message.
         """
         self._conversations = OrderedDict()
         self._conversation_cache_max = max_entries
-        # Customer profiles (risk level, tier) too: each investor message needs its customer's,
-        # and only upsert_customers writes them.
-        self._customers = OrderedDict()
+        self._shared = shared
+        if shared is None:
+            # Customer profiles (risk level, tier) too: each investor message needs its
+            # customer's, and only upsert_customers writes them.
+            self._customers = OrderedDict()
+
+    def forget_conversation(self, conversation_id: str) -> None:
+        """Another node wrote this row: drop it, and keep a read in flight from caching it."""
+        if self._conversations is not None:
+            self._conversation_writes[conversation_id] = next(self._write_stamps)
+            self._conversations.pop(conversation_id, None)
+            self._fetched_at.pop(conversation_id, None)
 
     def _forget_conversations(self) -> None:
         if self._conversations:
             self._conversations.clear()
         if self._customers:
             self._customers.clear()
+        self._fetched_at.clear()
         self._cache_generation += 1
 
     def _conversation_written(self, conversation_id: str, last_seq: int | None = None, *,
@@ -272,6 +304,10 @@ class SQLStore:
             cached = cache.pop(conversation_id, None)
             if cached is not None and changes is not None and changes.keys() <= _CONVERSATION_FIELDS:
                 cache[conversation_id] = replace(cached, **changes)
+            if self._shared is not None:
+                if conversation_id not in cache:
+                    self._fetched_at.pop(conversation_id, None)
+                self._shared.written(conversation_id)
         else:
             seqs = self._conversation_seqs
             seqs[conversation_id] = max(last_seq, seqs.get(conversation_id, 0))
@@ -607,11 +643,18 @@ class SQLStore:
             ))
         return conv
 
-    async def get_conversation(self, conversation_id: str) -> Conversation | None:
+    async def get_conversation(self, conversation_id: str, *, recent_ok: bool = False) -> Conversation | None:
+        """The conversation row. On a single node it comes from memory when cached. With several
+        nodes only a `recent_ok` reader gets a cached row: the message path, which tolerates the
+        same race with another node's write that a database read has (see cache_conversations).
+        """
         cache = self._conversations
-        if cache is not None:
+        shared = self._shared
+        if cache is not None and shared is not None and not self._shared_cache_usable(shared, cache):
+            cache = None
+        if cache is not None and (recent_ok or shared is None):
             cached = cache.get(conversation_id)
-            if cached is not None:
+            if cached is not None and (shared is None or time.monotonic() - self._fetched_at[conversation_id] < shared.ttl_s):
                 cache.move_to_end(conversation_id)
                 return cached
         before = (self._cache_generation, self._conversation_writes.get(conversation_id, 0))
@@ -626,9 +669,23 @@ class SQLStore:
             if head > conv.last_seq:
                 conv = replace(conv, last_seq=head)
             cache[conversation_id] = conv
+            cache.move_to_end(conversation_id)
+            if shared is not None:
+                self._fetched_at[conversation_id] = time.monotonic()
             if len(cache) > self._conversation_cache_max:
-                cache.popitem(last=False)
+                evicted, _ = cache.popitem(last=False)
+                self._fetched_at.pop(evicted, None)
         return conv
+
+    def _shared_cache_usable(self, shared: SharedRows, cache: OrderedDict[str, Conversation]) -> bool:
+        """Whether other nodes' notices are reaching us; a gap in them empties the cache."""
+        epoch = shared.epoch()
+        if epoch != shared.cache_epoch:
+            cache.clear()
+            self._fetched_at.clear()
+            self._cache_generation += 1
+            shared.cache_epoch = epoch
+        return epoch is not None
 
     async def open_conversation_for(self, investor_id: str, channel: str) -> Conversation | None:
         async with self.read() as conn:

@@ -47,6 +47,31 @@ async def test_cross_node_delivery_both_ways(cluster) -> None:
     await advisor.request({"type": "close", "conversation_id": conv_id})
 
 
+async def test_a_chat_closed_on_one_node_refuses_messages_on_another_that_cached_it(cluster) -> None:
+    """Each node caches conversation rows; a row written on one node is dropped on the others."""
+    a, b, _ = cluster.nodes
+    advisor = await cluster.client(b, "advisor2")
+    investor = await cluster.client(a)
+    conv_id = await cluster.handed_over(investor, "wealth")
+    await advisor.next_event(lambda e: e["type"] == "assigned" and e["conversation"]["id"] == conv_id, timeout=15)
+    # Both nodes read the row on their message paths (and keep it).
+    for _ in range(2):
+        sent = await investor.say(conv_id, "还在吗？")
+        await advisor.next_event(_is_message(sent["message_id"]), timeout=10)
+        reply = await advisor.say(conv_id, "在的，您请说。")
+        await investor.next_event(_is_message(reply["message_id"]), timeout=10)
+    await investor.request({"type": "close", "conversation_id": conv_id})
+    await advisor.next_event(
+        lambda e: e.get("type") == "conversation" and e.get("state") == "closed", timeout=10
+    )
+    with pytest.raises(HubError) as refused:
+        await advisor.say(conv_id, "还有别的问题吗？")
+    assert refused.value.code == "conversation_closed"
+    rows = await cluster.sql("SELECT count(*) FROM messages WHERE conversation_id = $1 AND text = $2",
+                             conv_id, "还有别的问题吗？")
+    assert rows[0][0] == 0
+
+
 async def test_grab_race_across_nodes_has_exactly_one_winner(cluster) -> None:
     first, middle, last = cluster.nodes
     grabbers = [await cluster.client(first, "advisor1"), await cluster.client(last, "advisor3")]

@@ -11,7 +11,7 @@ from sqlalchemy import text, update
 
 from chatserver.storage import schema as t
 from chatserver.storage.records import Conversation, Customer, NewMessage, User
-from chatserver.storage.sql import SQLStore, StorageUnavailable, new_id, open_store
+from chatserver.storage.sql import SharedRows, SQLStore, StorageUnavailable, new_id, open_store
 
 
 @pytest.fixture
@@ -282,4 +282,49 @@ async def test_customer_cache_is_emptied_by_an_upsert(db_url: str):
         assert (await s.get_customer(cust.id)).risk_level == "C4"
         assert await s.get_customer("nobody") is None and "nobody" not in s._customers
     finally:
+        await s.close()
+
+
+async def test_shared_conversation_cache_trusts_only_notices_it_can_vouch_for(db_url: str):
+    """Several nodes: rows are cached for the message path, dropped on another node's notice,
+    emptied when the bus's notices may have gaps, and never older than the TTL."""
+    told: list[str] = []
+    bus_epoch: list[object] = [(0, 0)]
+    shared = SharedRows(written=told.append, epoch=lambda: bus_epoch[0], ttl_s=0.3)
+    s = open_store(db_url, batch_max=8)
+    s.cache_conversations(shared=shared)
+    await s.start()
+    other = open_store(db_url, batch_max=8)  # another node writing the same database
+    await other.start()
+    try:
+        cid = await conversation(s)
+        assert (await s.get_conversation(cid)).state == "bot"
+        # Another node changes the row: only a reader that accepts a recent row sees the cached one.
+        await other.update_conversation(cid, time.time(), state="queued")
+        assert (await s.get_conversation(cid, recent_ok=True)).state == "bot"
+        assert (await s.get_conversation(cid)).state == "queued"  # a plain read goes to the database
+        # ... and its notice drops the row.
+        await other.update_conversation(cid, time.time(), state="assigned")
+        s.forget_conversation(cid)
+        assert (await s.get_conversation(cid, recent_ok=True)).state == "assigned"
+        # This node's own row writes are announced to the others.
+        await s.update_conversation(cid, time.time(), state="queued")
+        assert told == [cid]
+        assert (await s.get_conversation(cid, recent_ok=True)).state == "queued"
+        # A gap in the notices (the bus reconnected) empties the cache; no epoch means no cache.
+        await other.update_conversation(cid, time.time(), state="assigned")
+        bus_epoch[0] = (1, 0)
+        assert (await s.get_conversation(cid, recent_ok=True)).state == "assigned"
+        bus_epoch[0] = None
+        await other.update_conversation(cid, time.time(), state="queued")
+        assert (await s.get_conversation(cid, recent_ok=True)).state == "queued"
+        # A notice that never came is outlived by the TTL.
+        bus_epoch[0] = (1, 0)
+        assert (await s.get_conversation(cid, recent_ok=True)).state == "queued"
+        await other.update_conversation(cid, time.time(), state="assigned")
+        assert (await s.get_conversation(cid, recent_ok=True)).state == "queued"
+        await asyncio.sleep(0.35)
+        assert (await s.get_conversation(cid, recent_ok=True)).state == "assigned"
+    finally:
+        await other.close()
         await s.close()
