@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
+import secrets
 import json
 import sys
 import urllib.request
@@ -77,6 +78,9 @@ class HubClient:
         self._arrived = asyncio.Event()
         self._reader: asyncio.Task[None] | None = None
         self._ids = itertools.count(1)
+        # cids are the idempotency keys of a user's messages, so they must not repeat across
+        # this user's sessions: a fresh prefix per client (as the web client does).
+        self._cid_prefix = secrets.token_hex(4)
         self.closed: asyncio.Future[tuple[int | None, str]] | None = None
 
     @classmethod
@@ -120,7 +124,7 @@ class HubClient:
             self._arrived.set()
 
     def new_cid(self) -> str:
-        return f"c{next(self._ids)}"
+        return f"{self._cid_prefix}-{next(self._ids)}"
 
     async def request(self, frame: Event, *, timeout: float = 10.0, cid: str | None = None) -> Event:
         """Send a frame with a cid and return its ack; raise HubError on an error answer."""

@@ -118,3 +118,17 @@ def test_users_add_and_kb_unanswered(tmp_path):
 def test_purge_without_retention_purges_nothing(tmp_path):
     out = run(tmp_path, "purge")
     assert out.returncode == 0 and "nothing purged" in out.stdout
+
+
+async def test_two_sessions_of_one_user_never_reuse_a_client_id(hub):
+    """cids are idempotency keys per user: a second session's messages must not be taken for resends."""
+    first, conv = await hub.investor("investor3")
+    second = await hub.connect("investor3")
+    assert (await second.start())["id"] == conv["id"]  # the open chat, in a second window
+    a = await first.say(conv["id"], "第一个窗口的问题")
+    b = await second.say(conv["id"], "第二个窗口的问题")
+    assert not a["duplicate"] and not b["duplicate"] and a["message_id"] != b["message_id"]
+    status, body = await hub.http("GET", f"/api/conversations/{conv['id']}", token=await hub.token("investor3"))
+    assert status == 200
+    texts = [m["text"] for m in body["messages"]]
+    assert "第一个窗口的问题" in texts and "第二个窗口的问题" in texts
