@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
-import secrets
 import json
+import secrets
 import sys
 import urllib.request
 from collections import deque
