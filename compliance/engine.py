@@ -687,6 +687,9 @@ def _key_payload(
 
 
 _NO_RULES: frozenset[int] = frozenset()
+# Cue(...) runs the named tuple's __new__ in Python; this builds the same tuple in C (a few are
+# made for every message that could carry intent).
+_new_cue = functools.partial(tuple.__new__, Cue)
 
 
 def _excepted_at(
@@ -767,13 +770,13 @@ class _Found:
                     spans.setdefault(index, []).append((start, end, token))
         if intent:
             self.cues = [
-                Cue(name, start, end, False)
+                _new_cue((name, start, end, False))
                 for key, start, end in found_keys
                 for name in key_cues[key]
             ]
             if suitability:
                 self.cues += [
-                    Cue(name, start, end, False)
+                    _new_cue((name, start, end, False))
                     for key, start, end in found_keys
                     for name in key_suitability[key]
                 ]
@@ -879,12 +882,12 @@ class _Evaluation:
             for fs, fe, ftok in first_spans:
                 matched = False
                 for ss, se, stok in second_spans:
-                    if (fs, fe) == (ss, se) or max(fe, se) <= self.boundary:
+                    if (fs == ss and fe == se) or (fe <= boundary and se <= boundary):
                         continue
                     if ordered and ss < fe:
                         continue
-                    gap = max(fs, ss) - min(fe, se)
-                    if gap > within:
+                    # The gap between the two halves: max(fs, ss) - min(fe, se).
+                    if (fs if fs > ss else ss) - (fe if fe < se else se) > within:
                         continue
                     if self._suppressed(index, fs, fe, ftok, exceptions) or self._suppressed(
                         index, ss, se, stok, exceptions
@@ -956,7 +959,9 @@ class _Evaluation:
         if known is not None:
             return known
         scan = self.scan
-        lo = max(self.boundary if start >= self.boundary else 0, start - _NEG_WINDOW)
+        lo = self.boundary if start >= self.boundary else 0
+        if lo < start - _NEG_WINDOW:
+            lo = start - _NEG_WINDOW
         if start > lo and scan[start - 1] in _ONE_CHAR_NEGATORS:
             # The most common disclaimer (不保证, 非保本): the nearest candidate, and no idiom or
             # A-not-A question fits between it and the term; only the clause test is left.
