@@ -221,15 +221,17 @@ class Hub:
         """
         verdict = self._check(who, conv, text, None)
         now = self.clock()
+        channel = self._channel_target(conv, kind, False)
         stored = await self.store.append(NewMessage(
             conversation_id=conv.id, sender_id=who.user_id, sender_role=who.role, sender_name=who.name,
             kind=kind, text=text, verdict=verdict.tier.name.lower(), created_at=now, meta=meta,
-            deliver_to_channel=self._channel_target(conv, kind, False),
+            deliver_to_channel=channel,
         ), conversation_values=conversation_update)
         await self.deliver(conv, stored)
         if stored.verdict != "pass":
             log.warning("bot/system message %s in %s has verdict %s", stored.id, conv.id, stored.verdict)
-        self.channel_wakeup.set()
+        if channel:
+            self.channel_wakeup.set()  # the outbox has a message for a channel gateway
         return stored
 
     async def deliver(self, conv: Conversation, message: StoredMessage) -> None:
@@ -284,7 +286,8 @@ class Hub:
             await self.deliver(conv, answer)
             if answer.verdict != "pass":
                 log.warning("bot message %s in %s has verdict %s", answer.id, conv.id, answer.verdict)
-            self.channel_wakeup.set()
+            if turn.message is not None and turn.message.deliver_to_channel:
+                self.channel_wakeup.set()
         elif turn.message is None:
             await self.store.update_conversation(conv.id, now, **turn.changes)
         # The learning loop: a question the bot could only guess at ("did you mean") or had no
