@@ -32,7 +32,7 @@ from compliance.normalize import (
     clause_between,
     default_normaliser,
 )
-from compliance.personal_data import VALIDATORS, digit_fold_table, mask_digits
+from compliance.personal_data import VALIDATORS, digit_fold, mask_digits
 from compliance.products import ProductCatalog, customer_level
 from compliance.rules import ROLES, Rule, RuleSet, Tier
 from compliance.variants import LEFT, RIGHT, default_homophones, term_variants
@@ -443,6 +443,8 @@ class ComplianceEngine:
         )
         self.key_count = len(keys)
         self._regex = tuple(regex)
+        if any(rx.validator is not None for rx in regex):
+            digit_fold("")  # build its tables now, not on the first message with a number
         self._regex_by_role = tuple(
             tuple(rx for rx in self._regex if self._active[role][rx.index]) for role in ROLES
         )
@@ -544,7 +546,7 @@ class ComplianceEngine:
                 if not gate_open:
                     continue
                 if digit_text is None:
-                    digit_text = text.translate(digit_fold_table())
+                    digit_text = digit_fold(text)
                 subject = digit_text
             else:
                 subject = text

@@ -1,7 +1,16 @@
 """Personal data: validators (Luhn, ID checksum), detection and masking in masked_text."""
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from compliance import ComplianceEngine, Tier, default_normaliser
-from compliance.personal_data import bank_card_valid, id_card_valid, luhn_valid
+from compliance.personal_data import (
+    bank_card_valid,
+    digit_fold,
+    digit_fold_table,
+    id_card_valid,
+    luhn_valid,
+)
 
 
 def luhn_complete(prefix: str) -> str:
@@ -122,3 +131,9 @@ def test_phone_with_separator_after_first_digit(engine: ComplianceEngine) -> Non
         assert v.masked_text.count("*") == 4, text
     # Still a mobile shape only: 1 followed by 0-2 is no mobile number.
     assert engine.check("编号1-201-234-5678", "investor").tier is Tier.PASS
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(alphabet=st.characters(), max_size=20))
+def test_digit_fold_skips_only_texts_it_would_not_change(text: str) -> None:
+    assert digit_fold(text) == text.translate(digit_fold_table())
