@@ -272,29 +272,24 @@ def cues_by_class(cues: Sequence[Cue]) -> CueClasses:
     Negated cues do not count, and a neutral phrase overlapping a certainty or gain cue cancels
     it (一定的, 收益率).
     """
-    neutral = [c for c in cues if c.cls == "neutral"]
-    certain: list[Cue] = []
-    gain: list[Cue] = []
-    assure: list[Cue] = []
-    lead: list[Cue] = []
-    urge: list[Cue] = []
-    by_class = {"certain": certain, "gain": gain, "assure": assure, "lead": lead, "urge": urge}
+    classes: CueClasses = ([], [], [], [], [])
+    neutral: list[Cue] = []
     for c in cues:
-        if c.negated:
-            continue
-        into = by_class.get(c.cls)
-        if into is None:
-            continue
-        if (
-            neutral
-            and into is not assure
-            and into is not lead
-            and into is not urge
-            and any(n.start < c.end and c.start < n.end for n in neutral)
-        ):
-            continue
-        into.append(c)
-    return certain, gain, assure, lead, urge
+        slot = _CLASS_SLOT.get(c.cls)
+        if slot is not None:
+            if not c.negated:
+                classes[slot].append(c)
+        elif c.cls == "neutral":
+            neutral.append(c)
+    if neutral:
+        for counted in classes[:2]:  # certain, gain
+            counted[:] = [
+                c for c in counted if not any(n.start < c.end and c.start < n.end for n in neutral)
+            ]
+    return classes
+
+
+_CLASS_SLOT = {"certain": 0, "gain": 1, "assure": 2, "lead": 3, "urge": 4}
 
 
 def without(classes: CueClasses, dropped: set[Cue]) -> CueClasses:
