@@ -320,7 +320,8 @@ _ROLELESS = frozenset({_EXC, _CUE, _PRODUCT})
 # "first" groups, then one per rule for "second" groups.
 _ANY_TERM = 1
 _ANY_PRODUCT = 2
-_CUE_SHIFT = 2
+_ANY_EXCEPTION = 4
+_CUE_SHIFT = 3
 _CUE_FULL = (1 << len(CUES)) - 1
 _FIRST_SHIFT = _CUE_SHIFT + len(CUES)
 
@@ -509,6 +510,8 @@ class ComplianceEngine:
         found.expand(
             found_keys,
             self._key_payloads[role_index],
+            any_term=bool(acc & _ANY_TERM),
+            any_exception=bool(acc & _ANY_EXCEPTION),
             near_pairs=near_pairs,
             intent=role != "investor" and found.intent_possible(level),
             suitability=level is not None and found.any_product,
@@ -614,6 +617,8 @@ def _key_mask(entries: tuple[tuple[int, int, int], ...], near_ordinal: dict[int,
             mask |= _ANY_TERM
         elif kind == _PRODUCT:
             mask |= _ANY_PRODUCT
+        elif kind == _EXC:
+            mask |= _ANY_EXCEPTION
         elif kind == _CUE:
             mask |= 1 << (_CUE_SHIFT + index)
         elif kind == _FIRST:
@@ -738,12 +743,15 @@ class _Found:
         found_keys: list[tuple[int, int, int]],
         key_payloads: _PayloadsByKind,
         *,
+        any_term: bool,
+        any_exception: bool,
         near_pairs: int,
         intent: bool,
         suitability: bool,
     ) -> None:
-        """Group the scan's payloads; near halves only of rules with both halves here, cues
-        only if intent or suitability can come of them (known from the key masks), products
+        """Group the scan's payloads, each kind only if the key masks say it is there and can
+        matter: exceptions only with a term or a near pair to cancel, near halves only of rules
+        with both halves here, cues only if intent or suitability can come of them, products
         and suitability cues only if suitability can."""
         (
             key_terms,
@@ -754,12 +762,16 @@ class _Found:
             key_suitability,
             key_products,
         ) = key_payloads
-        self.terms = [(t, start, end) for key, start, end in found_keys if (t := key_terms[key])]
-        self.exceptions = [
-            (x, start, end)
-            for key, start, end in found_keys
-            if (x := key_exceptions[key]) is not None
-        ]
+        if any_term:
+            self.terms = [
+                (t, start, end) for key, start, end in found_keys if (t := key_terms[key])
+            ]
+        if any_exception and (any_term or near_pairs):
+            self.exceptions = [
+                (x, start, end)
+                for key, start, end in found_keys
+                if (x := key_exceptions[key]) is not None
+            ]
         if near_pairs:
             firsts, seconds = self.firsts, self.seconds
             for key, start, end in found_keys:
