@@ -489,8 +489,13 @@ class ComplianceEngine:
         found_keys = automaton.find_matches_as_indexes(scan, overlapping=True) if automaton else []
         acc = 0
         key_masks = self._key_masks[role_index]
-        for key, _, _ in found_keys:
-            acc |= key_masks[key]
+        if boundary:
+            # A term entirely inside the previous messages was judged when they were sent.
+            for key, _, end in found_keys:
+                acc |= key_masks[key] if end > boundary else key_masks[key] & ~_ANY_TERM
+        else:
+            for key, _, _ in found_keys:
+                acc |= key_masks[key]
         cue_mask = (acc >> _CUE_SHIFT) & _CUE_FULL
         near_count = self._near_count
         near_pairs = (acc >> _FIRST_SHIFT) & (acc >> (_FIRST_SHIFT + near_count))
