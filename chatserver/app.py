@@ -120,6 +120,7 @@ async def close_services(services: Services) -> None:
     services.ready = False
     await services.channels.stop()
     await services.hub.assignment.stop()
+    await services.hub.assist.stop()
     await services.bus.close()
     await services.store.close()  # drains the writer: everything accepted is committed
 

@@ -298,7 +298,7 @@ class Assignment:
         })
         last_question = next((m for m in reversed(transcript) if m.sender_role == "investor"), None)
         if last_question is not None:
-            await hub.suggest(conv, last_question, last_question.text, customer)
+            hub.assist.submit(conv.id, conv, last_question, last_question.text, customer)
 
     async def _take_row(self, conv: Conversation, advisor_id: str, now: float) -> bool:
         """Compare-and-set on the conversation row as it was just read. During a failover a stale

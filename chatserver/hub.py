@@ -17,6 +17,7 @@ from typing import Any
 
 from bot import BotState
 from chatserver import bus as topics
+from chatserver.assist import AssistQueue
 from chatserver.auth import Principal
 from chatserver.bus import Bus
 from chatserver.engines import Engines
@@ -78,6 +79,7 @@ class Hub:
 
         self.assignment = Assignment(self)
         self.channel_wakeup = asyncio.Event()
+        self.assist = AssistQueue(self.suggest)
         self.metrics_hook: Callable[[str, dict[str, Any]], None] = lambda name, labels: None
         # External channels with a callback URL; replies to their conversations go out by HTTP.
         self.channel_callbacks: set[str] = set()
@@ -248,7 +250,7 @@ class Hub:
                               text: str, customer: Customer | None) -> None:
         if who.role == "investor":
             if conv.state == "assigned" and conv.advisor_id:
-                await self.suggest(conv, stored, text, customer)
+                self.assist.submit(conv.id, conv, stored, text, customer)  # after the ack
         elif who.role == "advisor":
             await self.assignment.responded(conv.id, who.user_id)
 
