@@ -128,6 +128,17 @@ def decode_json(raw: str | bytes) -> Any:
         raise ProtocolError(ErrorCode.BAD_JSON, f"frame is not valid JSON: {exc}") from None
 
 
+def cid_of(raw: str | bytes) -> str | None:
+    """The frame's valid cid, or None (never raises): so even a refused frame's answer can be
+    matched to it by the client."""
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    cid = data.get("cid") if isinstance(data, dict) else None
+    return cid if isinstance(cid, str) and 0 < len(cid) <= MAX_CID_CHARS else None
+
+
 def parse_frame(raw: str | bytes, *, max_text_chars: int) -> Frame:
     """Validate one client frame; raises ProtocolError with the code the client will see."""
     data = decode_json(raw)

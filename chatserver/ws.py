@@ -17,7 +17,7 @@ from aiohttp import WSMsgType, web
 
 from chatserver import bus as topics
 from chatserver.auth import Principal
-from chatserver.protocol import CloseCode, ErrorCode, Frame, ProtocolError, encode, parse_frame
+from chatserver.protocol import CloseCode, ErrorCode, Frame, ProtocolError, cid_of, encode, parse_frame
 from chatserver.storage.sql import StorageUnavailable
 from chatserver.tasks import stop_task
 
@@ -223,7 +223,8 @@ async def _serve(services: Services, conn: ClientConnection, remote: str | None 
         async for msg in ws:
             if msg.type == WSMsgType.TEXT:
                 if not limiter.allow(services.hub.clock()):
-                    conn.push(encode(ProtocolError(ErrorCode.RATE_LIMITED, "too many frames; slow down").to_event(None)))
+                    refused = ProtocolError(ErrorCode.RATE_LIMITED, "too many frames; slow down")
+                    conn.push(encode(refused.to_event(cid_of(msg.data))))
                     if limiter.should_close():
                         conn.close_after_flush(CloseCode.RATE_LIMITED, b"rate limited")
                         return

@@ -293,12 +293,15 @@ async def test_role_restricted_frames_are_forbidden(hub):
 
 async def test_rate_limit_errors_then_closes_4008(hub):
     client = await hub.connect()
-    raw = orjson.dumps({"type": "ping"}).decode()
-    for _ in range(120):
-        await client.send_raw(raw)
+    for i in range(120):
+        await client.send_raw(orjson.dumps({"type": "ping", "cid": f"flood-{i}"}).decode())
     code, _ = await asyncio.wait_for(client.closed, 10)
     assert code == CloseCode.RATE_LIMITED
-    assert any(e.get("code") == "rate_limited" for e in client.events)
+    refused = [e for e in client.events if e.get("code") == "rate_limited"]
+    # Each refusal answers its own frame: the cid it carried (one answer per frame).
+    assert refused and all(e["cid"].startswith("flood-") for e in refused)
+    answered = [e["cid"] for e in client.events if str(e.get("cid", "")).startswith("flood-")]
+    assert len(answered) == len(set(answered))
     # Another user's connection is unaffected.
     other = await hub.connect()
     assert (await other.request({"type": "ping"}))["type"] == "ack"
