@@ -17,7 +17,15 @@ from aiohttp import WSMsgType, web
 
 from chatserver import bus as topics
 from chatserver.auth import Principal
-from chatserver.protocol import CloseCode, ErrorCode, Frame, ProtocolError, cid_of, encode, parse_frame
+from chatserver.protocol import (
+    CloseCode,
+    ErrorCode,
+    Frame,
+    ProtocolError,
+    cid_of,
+    encode,
+    parse_frame,
+)
 from chatserver.storage.sql import StorageUnavailable
 from chatserver.tasks import stop_task
 
