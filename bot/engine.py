@@ -11,6 +11,7 @@ from bot.features import FeatureExtractor
 from bot.index import Match, QuestionIndex, ScoringWeights
 from bot.kb import KBEntry, KnowledgeBase
 from bot.normalize import Normalizer
+from bot.rerank import Reranker
 from bot.signals import (
     asks_about_own_account,
     asks_for_human,
@@ -147,17 +148,28 @@ class Bot:
         *,
         normalizer: Normalizer | None = None,
         extractor: FeatureExtractor | None = None,
+        reranker: Reranker | None = None,
     ) -> None:
         self.config = config or BotConfig()
         self.kb = kb
         self._normalizer = normalizer or Normalizer()
         self._extractor = extractor or FeatureExtractor()
-        self._index = QuestionIndex(kb, self._normalizer, self._extractor, self.config.weights)
+        # Optional learned second stage (bot/rerank.py, scripts/bot_train_reranker.py).
+        self._reranker = reranker
+        self._index = QuestionIndex(
+            kb, self._normalizer, self._extractor, self.config.weights, reranker
+        )
 
     def with_config(self, config: BotConfig) -> Bot:
         """A bot with other thresholds; the index is shared unless the scoring weights change."""
         if config.weights != self.config.weights:
-            return Bot(self.kb, config, normalizer=self._normalizer, extractor=self._extractor)
+            return Bot(
+                self.kb,
+                config,
+                normalizer=self._normalizer,
+                extractor=self._extractor,
+                reranker=self._reranker,
+            )
         clone = copy.copy(self)
         clone.config = config
         return clone
@@ -168,12 +180,22 @@ class Bot:
         return self._index.size
 
     @property
+    def index(self) -> QuestionIndex:
+        return self._index
+
+    @property
     def extractor(self) -> FeatureExtractor:
         return self._extractor
 
     def with_kb(self, kb: KnowledgeBase) -> Bot:
         """A bot over another KB reusing the loaded tokenizer (only the index is rebuilt)."""
-        return Bot(kb, self.config, normalizer=self._normalizer, extractor=self._extractor)
+        return Bot(
+            kb,
+            self.config,
+            normalizer=self._normalizer,
+            extractor=self._extractor,
+            reranker=self._reranker,
+        )
 
     @property
     def normalizer(self) -> Normalizer:

@@ -8,7 +8,7 @@ import json
 import math
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
@@ -20,6 +20,7 @@ from bot.engine import Bot, BotConfig, BotState
 from bot.features import FeatureExtractor
 from bot.kb import KBFormatError, KnowledgeBase, load_demo_kb, read_jsonl
 from bot.normalize import Normalizer
+from bot.rerank import Reranker
 
 # Queries whose position % TUNE_EVERY == 0 are the tuning split; the rest are held out.
 TUNE_EVERY = 3
@@ -386,25 +387,19 @@ def leave_one_out(bot: Bot, limit: int = 10) -> dict[str, Any]:
     rr = 0.0
     per_entry: dict[str, list[int]] = {}
     confusions: dict[tuple[str, str], int] = {}
-    for entry in bot.kb.entries:
-        wordings = entry.all_questions
-        if not entry.enabled or len(wordings) < 2:
-            continue
-        for i, wording in enumerate(wordings):
-            rest = wordings[:i] + wordings[i + 1 :]
-            without = replace(entry, question=rest[0], similar_questions=tuple(rest[1:]))
-            ranking = [m.entry.id for m in bot.with_kb(bot.kb.with_entry(without)).rank(wording)]
-            total += 1
-            hit = per_entry.setdefault(entry.id, [0, 0])
-            hit[1] += 1
-            if entry.id in ranking[:limit]:
-                rr += 1.0 / (ranking.index(entry.id) + 1)
-            if ranking[:1] == [entry.id]:
-                found_first += 1
-                hit[0] += 1
-            elif ranking:
-                pair = (entry.id, ranking[0])
-                confusions[pair] = confusions.get(pair, 0) + 1
+    for entry_id, wording, kb in left_out_kbs(bot.kb):
+        ranking = [m.entry.id for m in bot.with_kb(kb).rank(wording)]
+        total += 1
+        hit = per_entry.setdefault(entry_id, [0, 0])
+        hit[1] += 1
+        if entry_id in ranking[:limit]:
+            rr += 1.0 / (ranking.index(entry_id) + 1)
+        if ranking[:1] == [entry_id]:
+            found_first += 1
+            hit[0] += 1
+        elif ranking:
+            pair = (entry_id, ranking[0])
+            confusions[pair] = confusions.get(pair, 0) + 1
     top = sorted(confusions.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]
     return {
         "wordings": total,
@@ -413,6 +408,35 @@ def leave_one_out(bot: Bot, limit: int = 10) -> dict[str, Any]:
         "entries_never_first": sorted(e for e, (hits, _) in per_entry.items() if hits == 0),
         "confusions": [{"expected": a, "found": b, "count": c} for (a, b), c in top],
     }
+
+
+def left_out_kbs(kb: KnowledgeBase) -> Iterator[tuple[str, str, KnowledgeBase]]:
+    """(entry id, wording, KB without that wording) for every wording of every enabled entry
+    with at least two: the leave-one-out pseudo-queries."""
+    for entry in kb.entries:
+        wordings = entry.all_questions
+        if not entry.enabled or len(wordings) < 2:
+            continue
+        for i, wording in enumerate(wordings):
+            rest = wordings[:i] + wordings[i + 1 :]
+            without = replace(entry, question=rest[0], similar_questions=tuple(rest[1:]))
+            yield entry.id, wording, kb.with_entry(without)
+
+
+def reranker_training_lists(bot: Bot, depth: int) -> list[tuple[list[tuple[float, ...]], int]]:
+    """Re-ranker training data from the KB alone: for each leave-one-out pseudo-query, the
+    feature rows of the first stage's top `depth` entries (no re-ranker) and the position of
+    the left-out wording's entry among them (-1 when it is not there)."""
+    plain = Bot(bot.kb, bot.config, normalizer=bot.normalizer, extractor=bot.extractor)
+    lists = []
+    for entry_id, wording, kb in left_out_kbs(bot.kb):
+        index = plain.with_kb(kb).index
+        query = index.analyze(plain.normalize(wording))
+        matches = index.search_query(query, limit=depth) if query.normalized else []
+        ids = [m.entry.id for m in matches]
+        right = ids.index(entry_id) if entry_id in ids else -1
+        lists.append((index.candidate_features(query, matches), right))
+    return lists
 
 
 _ROWS = (
@@ -473,6 +497,12 @@ def main(argv: Sequence[str] | None = None, out: Callable[[str], None] = print) 
         action="store_true",
         help="KB only: ask each wording against the KB without it; print JSON",
     )
+    parser.add_argument(
+        "--reranker", type=Path, help="re-ranker weights (scripts/bot_train_reranker.py)"
+    )
+    parser.add_argument("--answer-threshold", type=float, help="override BotConfig's")
+    parser.add_argument("--suggest-threshold", type=float, help="override BotConfig's")
+    parser.add_argument("--margin", type=float, help="override the confidence margin bonus")
     args = parser.parse_args(argv)
     try:
         kb = _read_kb(args.kb) if args.kb else load_demo_kb()
@@ -487,7 +517,21 @@ def main(argv: Sequence[str] | None = None, out: Callable[[str], None] = print) 
     if not queries:
         print("error: no queries", file=sys.stderr)
         return 2
-    bot = Bot(kb)
+    config = BotConfig()
+    if args.answer_threshold is not None:
+        config = replace(config, answer_threshold=args.answer_threshold)
+    if args.suggest_threshold is not None:
+        config = replace(config, suggest_threshold=args.suggest_threshold)
+    if args.margin is not None:
+        config = replace(config, weights=replace(config.weights, margin=args.margin))
+    try:
+        reranker = (
+            Reranker.from_json(args.reranker.read_text(encoding="utf-8")) if args.reranker else None
+        )
+    except (OSError, ValueError, KeyError) as exc:
+        print(f"error: re-ranker weights: {exc}", file=sys.stderr)
+        return 2
+    bot = Bot(kb, config, reranker=reranker)
     if args.leave_one_out:
         out(json.dumps(leave_one_out(bot), ensure_ascii=False))
         return 0

@@ -7,7 +7,7 @@ import heapq
 import math
 from array import array
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from operator import itemgetter
 
 from rapidfuzz import fuzz
@@ -15,6 +15,7 @@ from rapidfuzz import fuzz
 from bot.features import FeatureExtractor
 from bot.kb import KBEntry, KnowledgeBase
 from bot.normalize import Normalizer
+from bot.rerank import Reranker, char_bigrams, jaccard, question_kinds
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +71,10 @@ class Match:
     # Share of the query's word weight (idf; words unknown to the KB at the highest idf) that
     # appears anywhere in the entry's wordings: what the entry leaves unexplained.
     coverage: float = 1.0
+    # Parts of the best wording's score, for the re-ranker and for diagnostics.
+    overlap: float = 0.0
+    ratio: float = 0.0
+    partial: float = 0.0
 
 
 class QuestionIndex:
@@ -81,12 +86,16 @@ class QuestionIndex:
         normalizer: Normalizer,
         extractor: FeatureExtractor,
         weights: ScoringWeights | None = None,
+        reranker: Reranker | None = None,
     ) -> None:
         self._normalizer = normalizer
         self._extractor = extractor
         self.weights = weights or ScoringWeights()
+        # Optional second stage (bot/rerank.py); off unless a trained model is given.
+        self._reranker = reranker
         entries = [e for e in kb.entries if e.enabled]
         self._entries = entries
+        self._entry_no = {e.id: no for no, e in enumerate(entries)}
         doc_entry = array("i")
         doc_text: list[str] = []
         # Tuples of shared (interned) strings: sets per wording would dominate peak memory.
@@ -289,7 +298,72 @@ class QuestionIndex:
             top = sorted(ranked, reverse=True)[: wt.candidates]
         else:
             top = heapq.nlargest(wt.candidates, ranked)
-        return self._rerank(query, top, q_words, q_word_mass, limit)
+        reranker = self._reranker
+        if reranker is None:
+            return self._rerank(query, top, q_words, q_word_mass, limit)
+        matches = self._rerank(query, top, q_words, q_word_mass, max(limit, reranker.depth))
+        return self.apply_reranker(reranker, query, matches, q_words)[:limit]
+
+    def apply_reranker(
+        self,
+        reranker: Reranker,
+        query: Query,
+        matches: list[Match],
+        q_words: dict[str, float] | None = None,
+    ) -> list[Match]:
+        """The first `reranker.depth` matches re-scored and re-sorted (the rest follow as
+        they were, below them)."""
+        head = matches[: reranker.depth]
+        rows = self.candidate_features(query, head, q_words)
+        adjusted = [
+            (m.score + reranker.adjust(row), pos, m)
+            for pos, (m, row) in enumerate(zip(head, rows, strict=True))
+        ]
+        # Equal scores keep the first stage's order; the score is clipped after sorting.
+        adjusted.sort(key=lambda item: (-item[0], item[1]))
+        rescored = [replace(m, score=min(1.0, max(0.0, s))) for s, _, m in adjusted]
+        return rescored + matches[reranker.depth :]
+
+    def query_words(self, query: Query) -> dict[str, float]:
+        """The query's word features the KB knows, with their idf."""
+        known = self._features
+        return {f: info[3] for f in query.features if f[0] == "w" and (info := known.get(f))}
+
+    def candidate_features(
+        self, query: Query, matches: Sequence[Match], q_words: dict[str, float] | None = None
+    ) -> list[tuple[float, ...]]:
+        """Re-ranker feature rows (`bot.rerank.FEATURE_NAMES` order), one per match."""
+        if q_words is None:
+            q_words = self.query_words(query)
+        text = query.normalized.replace(" ", "")
+        q_bigrams = char_bigrams(text)
+        q_kinds = question_kinds(query.normalized)
+        top_idf = self._unseen_idf
+        entry_no_of = self._entry_no
+        rows: list[tuple[float, ...]] = []
+        for m in matches:
+            entry_no = entry_no_of[m.entry.id]
+            kinds = question_kinds(m.wording)
+            entry_words = set(self._entry_words[entry_no])
+            shared = [idf for f, idf in q_words.items() if f in entry_words]
+            missing = [idf for f, idf in q_words.items() if f not in entry_words]
+            d_len, q_len = len(m.wording), len(text)
+            rows.append(
+                (
+                    m.score,
+                    m.overlap,
+                    m.ratio,
+                    m.partial,
+                    m.coverage,
+                    1.0 if q_kinds & kinds else 0.0,
+                    1.0 if q_kinds and kinds and not q_kinds & kinds else 0.0,
+                    jaccard(q_bigrams, char_bigrams(m.wording)),
+                    min(d_len, q_len) / max(d_len, q_len, 1),
+                    max(shared, default=0.0) / top_idf,
+                    max(missing, default=0.0) / top_idf,
+                )
+            )
+        return rows
 
     def _rerank(
         self,
@@ -337,6 +411,7 @@ class QuestionIndex:
             bounds.append((bound, pos))
         bounds.sort(reverse=True)
         exact: dict[int, float] = {}  # position in `top` -> wording score
+        parts: dict[int, tuple[float, float, float]] = {}  # -> overlap, ratio, partial
         entry_final: dict[int, float] = {}
         kth = -math.inf
         for bound, pos in bounds:
@@ -355,6 +430,7 @@ class QuestionIndex:
                 partial = ratio  # partial_ratio of one character says nothing more
             score = base + w_partial * partial
             exact[pos] = score
+            parts[pos] = (overlap, ratio, partial)
             final = keep * score + cover_weight * coverage[entry_no]
             if final > entry_final.get(entry_no, -math.inf):
                 entry_final[entry_no] = final
@@ -362,7 +438,7 @@ class QuestionIndex:
                     kth = sorted(entry_final.values(), reverse=True)[limit - 1]
         # Best wording per entry in the original order of `top`, so ties resolve as before;
         # an entry keeps its place even when its first wording was skipped.
-        best: dict[int, tuple[float, int] | None] = {}
+        best: dict[int, tuple[float, int, int] | None] = {}
         for pos, (_, doc) in enumerate(top):
             entry_no = doc_entry[doc]
             wording_score = exact.get(pos)
@@ -371,14 +447,14 @@ class QuestionIndex:
                 continue
             current = best.get(entry_no)
             if current is None or current[0] < wording_score:
-                best[entry_no] = (wording_score, doc)
+                best[entry_no] = (wording_score, doc, pos)
         scored = [
-            (keep * found[0] + cover_weight * coverage[e], e, found[1], coverage[e])
+            (keep * found[0] + cover_weight * coverage[e], e, found[1], coverage[e], found[2])
             for e, found in best.items()
             if found is not None
         ]
         scored.sort(key=itemgetter(0), reverse=True)
         return [
-            Match(self._entries[e], min(1.0, max(0.0, s)), doc_text[d], round(c, 4))
-            for s, e, d, c in scored[:limit]
+            Match(self._entries[e], min(1.0, max(0.0, s)), doc_text[d], round(c, 4), *parts[pos])
+            for s, e, d, c, pos in scored[:limit]
         ]
