@@ -14,6 +14,7 @@ from chatserver.auth import Principal, TokenSigner
 from chatserver.client import HubClient, HubError
 from chatserver.protocol import CloseCode
 from chatserver.settings import DEMO_SECRET
+from chatserver.storage.records import NewMessage
 
 
 def ws_url(hub) -> str:
@@ -315,3 +316,42 @@ async def test_origin_not_allowed_closes_4003(hub_factory):
     await ok.send(orjson.dumps({"type": "auth", "token": await hub.token()}).decode())
     assert orjson.loads(await ok.recv())["type"] == "auth_ok"
     await ok.close()
+
+
+async def test_a_client_that_stops_reading_is_closed_4009_and_others_are_not_held_up(hub):
+    """A socket whose reader stalls fills its send queue: it is closed (4009) to resume later."""
+    investor, conv = await hub.investor()
+    # A long transcript on the real store: 300 messages of 3,000 characters (about 9 KB each).
+    body = "长" * 3000
+    await asyncio.gather(*(hub.services.store.append(NewMessage(
+        conversation_id=conv["id"], sender_id=investor.user["id"], sender_role="investor", sender_name="访客",
+        kind="text", text=body, client_id=f"long-{i}", created_at=time.time())) for i in range(300)))
+    token = investor.token
+    url = hub.base_url.replace("http://", "ws://") + "/ws"
+    # This client reads nothing after auth_ok: its library queue holds one frame, then the
+    # TCP window closes and the hub's sends back up.
+    stalled = await websockets.connect(url, max_queue=1, max_size=2**22, ping_interval=None)
+    await stalled.send(orjson.dumps({"type": "auth", "token": token}).decode())
+    assert orjson.loads(await stalled.recv())["type"] == "auth_ok"
+    for i in range(20):  # each resume pushes the whole transcript (~2.7 MB)
+        await stalled.send(orjson.dumps({"type": "resume", "cid": f"r{i}", "conversation_id": conv["id"],
+                                         "after_seq": 0}).decode())
+    other = await hub.connect()
+    started = time.monotonic()
+    assert (await other.request({"type": "ping"}))["type"] == "ack"
+    assert time.monotonic() - started < 2.0
+    # The hub gives up on the stalled socket once its queue is full (nothing read meanwhile).
+    stalled_user = investor.user["id"]
+    deadline = time.monotonic() + 20
+    while not any(c.closing for c in hub.services.connections if c.principal.user_id == stalled_user):
+        assert time.monotonic() < deadline, "the stalled socket was never dropped"
+        await asyncio.sleep(0.05)
+    closed_with = None
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            await asyncio.wait_for(stalled.recv(), 5)
+        except websockets.ConnectionClosed as exc:
+            closed_with = exc.rcvd.code if exc.rcvd else None
+            break
+    assert closed_with == CloseCode.SLOW_CONSUMER
