@@ -45,7 +45,7 @@ async def create_account(store: SQLStore, data: dict[str, Any], now: float, *, p
         customer_id=data.get("customer_id") if isinstance(data.get("customer_id"), str) else None,
         groups=tuple(groups), licences=tuple(str(x) for x in data.get("licences", []) if isinstance(x, str)),
         team=data.get("team") if isinstance(data.get("team"), str) else None, capacity=capacity,
-        password_hash=password_hash or await asyncio.to_thread(hash_password, password),
+        password_hash=password_hash or await asyncio.to_thread(hash_password, str(password)),
     )
     return await store.create_user(user, now)
 

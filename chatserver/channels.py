@@ -92,7 +92,8 @@ class ChannelGateway:
         if not isinstance(text, str):
             raise ProtocolError(ErrorCode.MISSING_FIELD if text is None else ErrorCode.INVALID_FIELD,
                                 "'text' must be a string", field="text")
-        name_hint = data.get("name") if isinstance(data.get("name"), str) else f"{name}用户"
+        given_name = data.get("name")
+        name_hint = given_name if isinstance(given_name, str) else f"{name}用户"
         now = self.hub.clock()
         user_id = await self.hub.store.channel_user(name, external_user)
         if user_id is None:

@@ -228,7 +228,7 @@ async def waiting_queue(services: Services, request: web.Request, who: Principal
     router = services.hub.assignment.router
     position_of = getattr(router, "queue_position", None)  # only the node that routes knows positions
     now = services.hub.clock()
-    items = []
+    items: list[dict[str, Any]] = []
     for conv in await services.store.list_conversations(states=["queued"], limit=500):
         group = group_for(conv)
         if groups is not None and group not in groups and "general" not in groups:
