@@ -67,6 +67,25 @@ class Verdict:
         return frozenset(h.category for h in self.hits)
 
 
+# A frozen dataclass's __init__ sets each field through object.__setattr__ (~0.9 µs for a
+# Verdict); every message gets one, most of them a pass, so that one is built through the slot
+# descriptors instead (~0.5 µs), with the same result.
+_SET_VERDICT_FIELDS = tuple(
+    vars(Verdict)[name].__set__ for name in ("tier", "hits", "masked_text", "hold")
+)
+
+
+def _passed(text: str) -> Verdict:
+    """``Verdict(Tier.PASS, (), text, False)``."""
+    verdict = object.__new__(Verdict)
+    set_tier, set_hits, set_masked, set_hold = _SET_VERDICT_FIELDS
+    set_tier(verdict, Tier.PASS)
+    set_hits(verdict, ())
+    set_masked(verdict, text)
+    set_hold(verdict, False)
+    return verdict
+
+
 # Payload kinds stored in the automaton.
 _TERM, _FIRST, _SECOND, _EXC, _CUE, _PRODUCT = range(6)
 
@@ -510,7 +529,7 @@ class ComplianceEngine:
             if gate_open or self._regex_ungated[role_index]:
                 self._scan_regex(text, gate_open, role_index, regex_hits, masks)
         if not regex_hits and not worth:
-            return Verdict(Tier.PASS, (), text, False)
+            return _passed(text)
         found = _Found(cue_mask, bool(acc & _ANY_PRODUCT))
         found.expand(
             found_keys,
@@ -524,7 +543,7 @@ class ComplianceEngine:
         hits = _Evaluation(self, text, scan, boundary, role, level, marked, clauses).run(found)
         hits.extend(regex_hits)
         if not hits:
-            return Verdict(Tier.PASS, (), text, False)
+            return _passed(text)
         hits = _merge_overlaps(hits)
         tier = max(h.tier for h in hits)
         by_id = self.rules.get

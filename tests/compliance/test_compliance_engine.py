@@ -2,7 +2,7 @@
 
 import pytest
 
-from compliance import ComplianceEngine, Rule, RuleSet, Tier
+from compliance import ComplianceEngine, Rule, RuleSet, Tier, Verdict
 
 
 def cats(engine: ComplianceEngine, text: str, role: str = "advisor", **kw: object) -> set[str]:
@@ -284,3 +284,15 @@ def test_clause_breaks_after_a_repeat_collapsed_across_punctuation(
     engine: ComplianceEngine, text: str, tier: Tier
 ) -> None:
     assert engine.check(text, "advisor").tier is tier, text
+
+
+def test_a_pass_built_through_the_slots_is_an_ordinary_frozen_verdict(
+    engine: ComplianceEngine,
+) -> None:
+    from dataclasses import FrozenInstanceError
+
+    v = engine.check("您好，开户需要带身份证。", "advisor")
+    assert v == Verdict(Tier.PASS, (), "您好，开户需要带身份证。", False)
+    assert hash(v) == hash(Verdict(Tier.PASS, (), "您好，开户需要带身份证。", False))
+    with pytest.raises(FrozenInstanceError):
+        v.tier = Tier.BLOCK  # type: ignore[misc]
