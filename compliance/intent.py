@@ -6,7 +6,6 @@ Cue words are found by the engine's automaton; this module scores their order an
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import NamedTuple
 
 # Cue classes. Each word is folded by the engine before it becomes an automaton key.
@@ -254,8 +253,10 @@ class Cue(NamedTuple):
     negated: bool
 
 
-@dataclass(frozen=True, slots=True)
-class IntentFinding:
+class IntentFinding(NamedTuple):
+    """A promise or pressure pattern over folded positions [start, end). A named tuple for the
+    reason Cue is one: a few are made per message, and a frozen dataclass costs ~0.9 µs each."""
+
     category: str
     start: int
     end: int
