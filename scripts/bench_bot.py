@@ -20,6 +20,7 @@ from rapidfuzz import fuzz, process  # noqa: E402
 
 from bot import Bot, BotState, KBEntry, KnowledgeBase, load_demo_kb  # noqa: E402
 from bot.eval import DEMO_QUERY_FILES, load_demo_queries  # noqa: E402
+from bot.rerank import Reranker  # noqa: E402
 
 FUND_HOUSES = (
     "华夏 易方达 南方 嘉实 博时 广发 汇添富 富国 招商 工银 建信 鹏华 银华 国泰 大成 景顺 中欧 兴全"
@@ -130,12 +131,18 @@ def main() -> int:
     parser.add_argument("--entries", type=int, default=10_000, help="KB size (default 10000)")
     parser.add_argument("--queries", type=int, default=3000, help="messages timed")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--reranker", type=Path, help="re-ranker weights (scripts/bot_train_reranker.py)"
+    )
     args = parser.parse_args()
+    reranker = (
+        Reranker.from_json(args.reranker.read_text(encoding="utf-8")) if args.reranker else None
+    )
 
     demo = load_demo_kb()
     extra = generated_entries(max(0, args.entries - len(demo)))
     kb = KnowledgeBase((*demo.entries, *extra))
-    small = Bot(demo)  # loads jieba once; the big index below reuses it
+    small = Bot(demo, reranker=reranker)  # loads jieba once; the big index below reuses it
 
     gc.collect()
     rss_before = rss_mb()
