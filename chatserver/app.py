@@ -71,7 +71,8 @@ def make_bus(settings: Settings) -> Bus:
 
 async def open_services(settings: Settings) -> Services:
     """Open every resource in dependency order (used by the app and by CLI commands)."""
-    store = open_store(settings.effective_database_url, batch_max=settings.commit_batch_max)
+    store = open_store(settings.effective_database_url, batch_max=settings.commit_batch_max,
+                       gather_s=settings.commit_gather_ms / 1000)
     await store.start()
     bus = make_bus(settings)
     await bus.start()

@@ -51,6 +51,8 @@ class Settings:
     grab_groups: str = field(default="", metadata={"help": "comma-separated groups that use grab mode (抢单)"})
     channel_retry_max: int = field(default=6, metadata={"help": "attempts to deliver a reply to a channel callback"})
     commit_batch_max: int = field(default=256, metadata={"help": "messages grouped into one database commit at most"})
+    commit_gather_ms: float = field(default=2.0, metadata={
+        "help": "with fewer than 16 messages waiting, the writer waits this long for more before a commit (0: never)"})
     retention_days: int = field(default=0, metadata={"help": "purge closed transcripts older than this; 0: keep forever"})
     log_level: str = field(default="INFO", metadata={"help": "DEBUG, INFO, WARNING or ERROR"})
     log_json: bool = field(default=True, metadata={"help": "structured JSON log lines"})
@@ -92,6 +94,8 @@ class Settings:
             raise SettingsError("default_capacity must be at least 1")
         if self.frames_in_flight < 1:
             raise SettingsError("frames_in_flight must be at least 1")
+        if not 0 <= self.commit_gather_ms <= 100:
+            raise SettingsError("commit_gather_ms must be from 0 to 100")
         self.business_hours_windows  # noqa: B018 - parse now so a typo stops the start, not a handoff
         try:
             zoneinfo.ZoneInfo(self.timezone)

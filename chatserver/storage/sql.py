@@ -108,6 +108,9 @@ class _Append:
     reply_stored: StoredMessage | None = None
 
 
+GATHER_BELOW = 16  # the writer waits for more messages only when fewer than this many wait
+
+
 @dataclass
 class SharedRows:
     """How a store caches conversation rows that other nodes write too.
@@ -236,9 +239,10 @@ class SQLStore:
 
     dialect = "generic"
 
-    def __init__(self, url: str, *, batch_max: int = 256):
+    def __init__(self, url: str, *, batch_max: int = 256, gather_s: float = 0.0):
         self.url = url
         self._batch_max = batch_max
+        self._gather_s = gather_s
         self.engine: AsyncEngine = self._create_engine(url)
         self._queue: asyncio.Queue[_Append] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
@@ -437,6 +441,11 @@ class SQLStore:
     async def _write_loop(self) -> None:
         while True:
             first = await self._queue.get()
+            if self._gather_s and self._queue.qsize() < GATHER_BELOW:
+                # Group commit, like PostgreSQL's commit_delay: with few messages waiting, a
+                # moment's wait lets one commit (and one hand-off to the writer thread) serve
+                # many. Under heavy load the queue is long and nothing waits.
+                await asyncio.sleep(self._gather_s)
             batch = [first]
             while len(batch) < self._batch_max and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
@@ -1063,11 +1072,11 @@ class SqliteStore(SQLStore):
 
     dialect = "sqlite"
 
-    def __init__(self, url: str, *, batch_max: int = 256, busy_timeout_s: float = 30.0):
+    def __init__(self, url: str, *, batch_max: int = 256, gather_s: float = 0.0, busy_timeout_s: float = 30.0):
         self.busy_timeout_s = busy_timeout_s  # how long a write waits for another process's lock
         self._path = url.split("///", 1)[1] if "///" in url else ""
         self._raw: _RawWriter | None = None
-        super().__init__(url, batch_max=batch_max)
+        super().__init__(url, batch_max=batch_max, gather_s=gather_s)
 
     def _create_engine(self, url: str) -> AsyncEngine:
         path = url.split("///", 1)[-1]
@@ -1324,11 +1333,11 @@ class PostgresStore(SQLStore):
                 await conn.commit()
 
 
-def open_store(url: str, *, batch_max: int = 256) -> SQLStore:
+def open_store(url: str, *, batch_max: int = 256, gather_s: float = 0.0) -> SQLStore:
     if url.startswith("sqlite"):
-        return SqliteStore(url, batch_max=batch_max)
+        return SqliteStore(url, batch_max=batch_max, gather_s=gather_s)
     if url.startswith("postgresql"):
-        return PostgresStore(url, batch_max=batch_max)
+        return PostgresStore(url, batch_max=batch_max, gather_s=gather_s)
     raise ValueError(f"unsupported database URL {url.split(':', 1)[0]!r}: use sqlite+aiosqlite or postgresql+asyncpg")
 
 

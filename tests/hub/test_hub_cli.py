@@ -40,6 +40,11 @@ def test_bad_environment_value_is_a_clear_error(tmp_path):
     assert out.returncode == 2 and "CHATSERVER_PORT" in out.stderr
 
 
+def test_out_of_range_commit_gather_is_refused_at_start(tmp_path):
+    out = run(tmp_path, "--commit-gather-ms", "500", "serve")
+    assert out.returncode == 2 and "commit_gather_ms" in out.stderr
+
+
 def test_customers_import_reports_bad_rows_by_line(tmp_path):
     csv_file = tmp_path / "crm.csv"
     csv_file.write_text(

@@ -328,3 +328,27 @@ async def test_shared_conversation_cache_trusts_only_notices_it_can_vouch_for(db
     finally:
         await other.close()
         await s.close()
+
+
+async def test_group_commit_gathers_a_trickle_into_one_commit(db_url: str):
+    """With a gather window, messages arriving a moment apart share one commit."""
+    s = open_store(db_url, batch_max=64, gather_s=0.05)
+    await s.start()
+    commits: list[int] = []
+    commit_batch = s._commit_batch
+
+    async def counting(items):
+        commits.append(len(items))
+        await commit_batch(items)
+
+    s._commit_batch = counting  # count the writer's batches; the commit itself is the real one
+    try:
+        cid = await conversation(s)
+        first = asyncio.ensure_future(s.append(message(cid, "一")))
+        await asyncio.sleep(0.01)  # inside the window: still gathered
+        rest = [asyncio.ensure_future(s.append(message(cid, t))) for t in ("二", "三")]
+        stored = await asyncio.gather(first, *rest)
+        assert [m.seq for m in stored] == [1, 2, 3]
+        assert commits == [3]
+    finally:
+        await s.close()
