@@ -243,6 +243,7 @@ class SQLStore:
         self.url = url
         self._batch_max = batch_max
         self._gather_s = gather_s
+        self._last_commit_end = float("-inf")
         self.engine: AsyncEngine = self._create_engine(url)
         self._queue: asyncio.Queue[_Append] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
@@ -441,10 +442,13 @@ class SQLStore:
     async def _write_loop(self) -> None:
         while True:
             first = await self._queue.get()
-            if self._gather_s and self._queue.qsize() < GATHER_BELOW:
-                # Group commit, like PostgreSQL's commit_delay: with few messages waiting, a
-                # moment's wait lets one commit (and one hand-off to the writer thread) serve
-                # many. Under heavy load the queue is long and nothing waits.
+            loop = asyncio.get_running_loop()
+            if (self._gather_s and self._queue.qsize() < GATHER_BELOW
+                    and loop.time() - self._last_commit_end < self._gather_s):
+                # Group commit, like PostgreSQL's commit_delay with commit_siblings: while
+                # messages stream in (the last commit only just ended) and few wait, a moment's
+                # wait lets one commit, one hand-off to the writer thread, serve many. A message
+                # that finds the writer idle commits at once; under heavy load the queue is long.
                 await asyncio.sleep(self._gather_s)
             batch = [first]
             while len(batch) < self._batch_max and not self._queue.empty():
@@ -462,6 +466,7 @@ class SQLStore:
                 log.exception("message batch failed")
                 _fail(batch, StorageUnavailable(f"store error: {exc}"))
             finally:
+                self._last_commit_end = asyncio.get_running_loop().time()
                 for _ in batch:
                     self._queue.task_done()
 

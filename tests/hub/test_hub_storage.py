@@ -330,9 +330,9 @@ async def test_shared_conversation_cache_trusts_only_notices_it_can_vouch_for(db
         await s.close()
 
 
-async def test_group_commit_gathers_a_trickle_into_one_commit(db_url: str):
-    """With a gather window, messages arriving a moment apart share one commit."""
-    s = open_store(db_url, batch_max=64, gather_s=0.05)
+async def test_group_commit_gathers_a_trickle_into_one_commit_only_while_busy(db_url: str):
+    """With a gather window, messages streaming in share one commit; an idle writer does not wait."""
+    s = open_store(db_url, batch_max=64, gather_s=0.2)
     await s.start()
     commits: list[int] = []
     commit_batch = s._commit_batch
@@ -344,11 +344,18 @@ async def test_group_commit_gathers_a_trickle_into_one_commit(db_url: str):
     s._commit_batch = counting  # count the writer's batches; the commit itself is the real one
     try:
         cid = await conversation(s)
+        await asyncio.sleep(0.3)  # the writer has been idle longer than the window
+        lone = asyncio.ensure_future(s.append(message(cid, "甲")))
+        await asyncio.sleep(0.02)
+        # The first found the writer idle and did not wait for this one.
+        second = await s.append(message(cid, "乙"))
+        assert commits == [1, 1]
+        # These find a commit just ended: the first waits for the others.
         first = asyncio.ensure_future(s.append(message(cid, "一")))
-        await asyncio.sleep(0.01)  # inside the window: still gathered
+        await asyncio.sleep(0.02)  # inside the window: still gathered
         rest = [asyncio.ensure_future(s.append(message(cid, t))) for t in ("二", "三")]
-        stored = await asyncio.gather(first, *rest)
-        assert [m.seq for m in stored] == [1, 2, 3]
-        assert commits == [3]
+        stored = await asyncio.gather(lone, first, *rest)
+        assert [m.seq for m in stored] == [1, 3, 4, 5] and second.seq == 2
+        assert commits == [1, 1, 3]
     finally:
         await s.close()
