@@ -1,4 +1,9 @@
-"""The Bus across several hub nodes: local delivery first, then Redis pub/sub to every other node.
+"""The Bus across several hub nodes: local delivery first, then Redis pub/sub to the other nodes.
+
+Only what another node listens to crosses Redis: every node keeps its topics in a Redis set
+(`interest:<node>`) and announces each change on the `interest` channel, so a publisher knows
+which topics some other node subscribes to. A chat whose investor and advisor are on one node,
+or a conversation nobody watches elsewhere, costs Redis nothing.
 
 Keeps serving local subscribers while Redis is unreachable (degraded) and reports a dead or
 stale subscription (Redis up, our subscription not receiving) as unhealthy so /readyz says 503.
@@ -28,6 +33,9 @@ STALE_AFTER_S = 3.0
 BACKOFF_FIRST_S = 0.5
 BACKOFF_MAX_S = 8.0
 OUTBOX_MAX = 100_000
+INTEREST_TTL_MS = 15_000  # a node's topic set outlives it this long; refreshed with every ping
+NODES_CHECK_EVERY_S = 10.0  # how often the topic sets of nodes that died are forgotten
+ANNOUNCE_ECHO_S = 1.0  # subscribe() waits at most this long for its announcement to come back
 
 
 def new_node_id() -> str:
@@ -75,6 +83,14 @@ class RedisBus:
         self._closing = False
         self._last_pong = 0.0
         self.reconnects = 0
+        # Other nodes' topics: node -> topics, and topic -> how many other nodes listen.
+        self._interest: dict[str, set[str]] = {}
+        self._remote: dict[str, int] = {}
+        self._echoes: dict[str, asyncio.Future[None]] = {}  # our announcements on their way back
+        self._background: set[asyncio.Task[None]] = set()
+        self.sent_remote = 0  # events handed to Redis (for tests and metrics)
+        self._on_redis: set[str] = set()  # topics subscribed on Redis and announced
+        self._topic_locks: dict[str, asyncio.Lock] = {}
 
     # -- state ---------------------------------------------------------------------------
     @property
@@ -106,6 +122,17 @@ class RedisBus:
     def _ping_channel(self) -> str:
         return f"{self.prefix}node:{self.node_id}"
 
+    @property
+    def _interest_channel(self) -> str:
+        return f"{self.prefix}interest"
+
+    def _interest_key(self, node: str) -> str:
+        return f"{self.prefix}interest:{node}"
+
+    def remote_interest(self, topic: str) -> bool:
+        """Whether another node subscribes to `topic` (so publishing it goes through Redis)."""
+        return self._remote.get(topic, 0) > 0
+
     # -- lifecycle -----------------------------------------------------------------------
     async def start(self) -> None:
         await self._connect()
@@ -119,8 +146,16 @@ class RedisBus:
             if not self._outbox or self._degraded:
                 break
             await asyncio.sleep(0.01)
-        for task in (self._sender, self._pinger, self._reader):
+        for task in (self._sender, self._pinger, self._reader, *self._background):
             await stop_task(task)
+        if not self._degraded:
+            try:  # the others stop sending us our topics now rather than when the set expires
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    pipe.delete(self._interest_key(self.node_id))
+                    pipe.publish(self._interest_channel, f"~|{self.node_id}")
+                    await pipe.execute()
+            except (RedisError, OSError):
+                pass
         await self._drop_pubsub()
         await self._local.close()
         try:
@@ -135,8 +170,14 @@ class RedisBus:
         client = redis_client(self.url, blocking=True, name=f"{self.prefix}sub:{self.node_id}")
         pubsub = client.pubsub()
         try:
-            await pubsub.subscribe(self._ping_channel, *(self.channel(t) for t in self._local.topics()))
+            await pubsub.subscribe(self._ping_channel, self._interest_channel,
+                                   *(self.channel(t) for t in self._local.topics()))
             await self.redis.publish(self._ping_channel, "hello")
+            # Subscribed to the announcements before reading the sets: a change made after the
+            # read arrives as an announcement, one made before is in the sets.
+            self._on_redis = set(self._local.topics())
+            await self._register()
+            await self._load_interest()
         except (RedisError, OSError) as exc:
             await _quiet_close(pubsub, client)
             self._mark_down(exc)
@@ -152,6 +193,106 @@ class RedisBus:
             )
         self._degraded = False
         return True
+
+    async def _register(self) -> None:
+        """Write this node's topic set afresh and tell the others to read it."""
+        key = self._interest_key(self.node_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(key)
+            topics = self._local.topics()
+            if topics:
+                pipe.sadd(key, *topics)
+            pipe.pexpire(key, INTEREST_TTL_MS)
+            pipe.publish(self._interest_channel, f"!|{self.node_id}")
+            await pipe.execute()
+
+    async def _load_interest(self) -> None:
+        """Every other live node's topics, read from their sets (replaces what we knew)."""
+        prefix = self._interest_key("")
+        interest: dict[str, set[str]] = {}
+        async for key in self.redis.scan_iter(match=prefix + "*", count=500):
+            node = key[len(prefix):]
+            if node != self.node_id:
+                interest[node] = {str(t) for t in await self.redis.smembers(key)}
+        self._interest = interest
+        self._recount()
+
+    def _recount(self) -> None:
+        remote: dict[str, int] = {}
+        for topics in self._interest.values():
+            for topic in topics:
+                remote[topic] = remote.get(topic, 0) + 1
+        self._remote = remote
+
+    def _on_interest(self, data: str) -> None:
+        kind, _, rest = data.partition("|")
+        node, _, topic = rest.partition("|")
+        if node == self.node_id:
+            echo = self._echoes.pop(topic, None)
+            if echo is not None and not echo.done():
+                echo.set_result(None)
+            return
+        topics = self._interest.setdefault(node, set())
+        if kind == "+" and topic not in topics:
+            topics.add(topic)
+            self._remote[topic] = self._remote.get(topic, 0) + 1
+        elif kind == "-" and topic in topics:
+            topics.discard(topic)
+            self._remote[topic] -= 1
+        elif kind == "~":
+            del self._interest[node]
+            self._recount()
+        elif kind == "!":
+            # The node (re)registered: add its set. Topics it dropped meanwhile stay counted,
+            # which costs extra sends but never misses one, until it says "-" or leaves.
+            self._spawn(self._read_node(node))
+
+    async def _read_node(self, node: str) -> None:
+        try:
+            topics = await self.redis.smembers(self._interest_key(node))
+        except (RedisError, OSError):
+            return  # a reconnect reloads every set
+        self._interest.setdefault(node, set()).update(str(t) for t in topics)
+        self._recount()
+
+    async def _forget_dead_nodes(self) -> None:
+        nodes = list(self._interest)
+        if not nodes:
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for node in nodes:
+                pipe.exists(self._interest_key(node))
+            alive = await pipe.execute()
+        dead = [node for node, exists in zip(nodes, alive, strict=True) if not exists]
+        for node in dead:
+            self._interest.pop(node, None)
+        if dead:
+            self._recount()
+
+    async def _announce(self, kind: str, topic: str) -> None:
+        """Record a change of this node's topics in its set, then announce it (in that order)."""
+        key = self._interest_key(self.node_id)
+        echo = asyncio.get_running_loop().create_future() if kind == "+" else None
+        if echo is not None:
+            self._echoes[topic] = echo
+        async with self.redis.pipeline(transaction=False) as pipe:
+            if kind == "+":
+                pipe.sadd(key, topic)
+            else:
+                pipe.srem(key, topic)
+            pipe.publish(self._interest_channel, f"{kind}|{self.node_id}|{topic}")
+            await pipe.execute()
+        if echo is not None:
+            # When our own announcement is back, every other node has been sent it too.
+            try:
+                await asyncio.wait_for(echo, ANNOUNCE_ECHO_S)
+            except TimeoutError:
+                self._echoes.pop(topic, None)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def _drop_pubsub(self) -> None:
         pubsub, client = self._pubsub, self._sub_client
@@ -213,6 +354,9 @@ class RedisBus:
         if channel == self._ping_channel:
             self._last_pong = time.monotonic()
             return
+        if channel == self._interest_channel:
+            self._on_interest(data)
+            return
         origin, _, payload = data.partition("|")
         if origin == self.node_id:
             return  # already delivered locally when it was published
@@ -220,12 +364,19 @@ class RedisBus:
         self.deliver_local(topic, payload)
 
     async def _ping_loop(self) -> None:
+        checked = time.monotonic()
         while True:
             await asyncio.sleep(PING_EVERY_S)
             if self._pubsub is None:
                 continue
             try:
-                await self.redis.publish(self._ping_channel, "ping")
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    pipe.publish(self._ping_channel, "ping")
+                    pipe.pexpire(self._interest_key(self.node_id), INTEREST_TTL_MS)
+                    await pipe.execute()
+                if time.monotonic() - checked > NODES_CHECK_EVERY_S:
+                    checked = time.monotonic()
+                    await self._forget_dead_nodes()
             except (RedisError, OSError) as exc:
                 await self._lost(exc)
                 continue
@@ -254,6 +405,9 @@ class RedisBus:
         self.deliver_local(topic, payload)
         if self._degraded:
             return  # missed remotely; clients recover through resume (the database is the truth)
+        if not self._remote.get(topic):
+            return  # no other node listens
+        self.sent_remote += 1
         if len(self._outbox) >= OUTBOX_MAX:
             self._outbox.popleft()  # Redis far behind: drop the oldest, resume recovers it
             self.dropped += 1
@@ -284,23 +438,46 @@ class RedisBus:
     async def subscribe(self, topic: str, handler: Handler) -> None:
         first = topic not in self._local.topics()
         await self._local.subscribe(topic, handler)
-        if first and self._pubsub is not None:
-            try:
-                await self._pubsub.subscribe(self.channel(topic))
-            except (RedisError, OSError) as exc:
-                await self._lost(exc)  # the reconnect subscribes every topic again
+        if first:
+            await self._sync_topic(topic)
 
     async def unsubscribe(self, topic: str, handler: Handler) -> None:
         if topic not in self._local.topics():
             return
         await self._local.unsubscribe(topic, handler)
-        if topic in self._local.topics():
-            return  # other local subscribers remain
-        if self._pubsub is not None:
-            try:
-                await self._pubsub.unsubscribe(self.channel(topic))
-            except (RedisError, OSError) as exc:
-                await self._lost(exc)
+        if topic not in self._local.topics():  # the last local subscriber left
+            await self._sync_topic(topic)
+
+    async def _sync_topic(self, topic: str) -> None:
+        """Bring Redis in line with the local subscribers of `topic`: subscribed and announced
+        while there are any, neither once there are none. One change per topic at a time, so a
+        socket closing and the same user's new socket opening cannot reach Redis (and the other
+        nodes) in the wrong order."""
+        lock = self._topic_locks.setdefault(topic, asyncio.Lock())
+        try:
+            async with lock:
+                pubsub = self._pubsub
+                if pubsub is None:
+                    return  # the reconnect subscribes and registers every local topic
+                wanted = topic in self._local.topics()
+                if wanted == (topic in self._on_redis):
+                    return
+                try:
+                    if wanted:
+                        # Listening first, then telling the others: whatever they send once
+                        # they know reaches us.
+                        await pubsub.subscribe(self.channel(topic))
+                        self._on_redis.add(topic)
+                        await self._announce("+", topic)
+                    else:
+                        self._on_redis.discard(topic)
+                        await self._announce("-", topic)
+                        await pubsub.unsubscribe(self.channel(topic))
+                except (RedisError, OSError) as exc:
+                    await self._lost(exc)
+        finally:
+            if not lock.locked() and self._topic_locks.get(topic) is lock and not getattr(lock, "_waiters", None):
+                del self._topic_locks[topic]
 
     def topics(self) -> set[str]:
         return self._local.topics()

@@ -34,6 +34,7 @@ async def test_redis_bus_delivers_locally_once_and_to_other_nodes(redis_prefix: 
         got_two: list[str] = []
         await one.subscribe("user:u1", got_one.append)
         await two.subscribe("user:u1", got_two.append)
+        await _until(lambda: one.remote_interest("user:u1"))
         await one.publish("user:u1", '{"n": 1}')
         assert got_one == ['{"n": 1}']  # delivered before publish returned: no Redis round trip
         for _ in range(100):
@@ -52,6 +53,63 @@ async def test_redis_bus_delivers_locally_once_and_to_other_nodes(redis_prefix: 
     finally:
         await one.close()
         await two.close()
+
+
+async def _until(condition, within: float = 5.0) -> None:
+    deadline = time.monotonic() + within
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached"
+        await asyncio.sleep(0.01)
+
+
+async def test_only_topics_another_node_listens_to_cross_redis(redis_prefix: str) -> None:
+    one, two = RedisBus(REDIS_URL, prefix=redis_prefix), RedisBus(REDIS_URL, prefix=redis_prefix)
+    await one.start()
+    await two.start()
+    three: RedisBus | None = None
+    try:
+        got_one: list[str] = []
+        got_two: list[str] = []
+        await one.subscribe("conv:c1", got_one.append)
+        await one.publish("conv:c1", "a")  # nobody elsewhere: local delivery only
+        assert got_one == ["a"] and one.sent_remote == 0
+        await two.subscribe("conv:c1", got_two.append)
+        await _until(lambda: one.remote_interest("conv:c1"))
+        await one.publish("conv:c1", "b")
+        await _until(lambda: got_two == ["b"])
+        assert one.sent_remote == 1
+        # A node that starts later reads the others' topics from their sets.
+        three = RedisBus(REDIS_URL, prefix=redis_prefix)
+        await three.start()
+        assert three.remote_interest("conv:c1") and not three.remote_interest("conv:none")
+        await three.publish("conv:c1", "c")
+        await _until(lambda: got_one == ["a", "b", "c"] and got_two == ["b", "c"])
+        # When the last listener elsewhere leaves, the topic stops crossing Redis.
+        await two.unsubscribe("conv:c1", got_two.append)
+        await _until(lambda: not one.remote_interest("conv:c1"))
+        assert three.remote_interest("conv:c1")  # one still listens
+        sent = one.sent_remote
+        await one.publish("conv:c1", "d")
+        assert one.sent_remote == sent and got_one[-1] == "d"
+        # A socket closing while the same user's new socket opens on that node: the other
+        # nodes must end up sending that user's events (changes reach Redis in order).
+        got_new: list[str] = []
+        await two.subscribe("user:u3", got_two.append)
+        await _until(lambda: one.remote_interest("user:u3"))
+        await asyncio.gather(two.unsubscribe("user:u3", got_two.append), two.subscribe("user:u3", got_new.append))
+        await asyncio.sleep(0.2)
+        assert one.remote_interest("user:u3")
+        await one.publish("user:u3", "x")
+        await _until(lambda: got_new == ["x"])
+        # A node that closes is forgotten by the others.
+        await two.subscribe("user:u2", got_two.append)
+        await _until(lambda: one.remote_interest("user:u2"))
+        await two.close()
+        await _until(lambda: not one.remote_interest("user:u2"))
+    finally:
+        for bus in (one, two, three):
+            if bus is not None:
+                await bus.close()
 
 
 async def test_circuit_breaker_fails_fast_then_probes() -> None:
