@@ -355,3 +355,8 @@ async def test_a_client_that_stops_reading_is_closed_4009_and_others_are_not_hel
             closed_with = exc.rcvd.code if exc.rcvd else None
             break
     assert closed_with == CloseCode.SLOW_CONSUMER
+    # The dropped socket's handler finishes the frames it had read (then leaves the hub).
+    deadline = time.monotonic() + 30
+    while any(c.closing for c in hub.services.connections if c.principal.user_id == stalled_user):
+        assert time.monotonic() < deadline, "the dropped socket's handler never finished"
+        await asyncio.sleep(0.05)
