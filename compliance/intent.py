@@ -314,20 +314,8 @@ def paired_in(classes: CueClasses, text: str) -> set[Cue]:
     """``paired_cues`` over cues already sorted by ``cues_by_class``."""
     certain, gain, assure, lead, urge = classes
     out: set[Cue] = set()
-    for c in certain:
-        for g in gain:
-            if 0 <= g.start - c.end <= CERTAIN_GAIN_GAP and GAP_FILLER.issuperset(
-                text[c.end : g.start]
-            ):
-                out.add(c)
-                out.add(g)
-    for g in gain:
-        for a in assure:
-            if 0 <= a.start - g.end <= GAIN_ASSURE_GAP and GAP_FILLER.issuperset(
-                text[g.end : a.start]
-            ):
-                out.add(g)
-                out.add(a)
+    _followed_by(out, certain, gain, CERTAIN_GAIN_GAP, text)
+    _followed_by(out, gain, assure, GAIN_ASSURE_GAP, text)
     for ld in lead:
         for g in gain + certain:
             if 0 <= g.start - ld.end <= LEAD_GAP:
@@ -343,6 +331,15 @@ def paired_in(classes: CueClasses, text: str) -> set[Cue]:
                 out.add(u)
                 out.add(g)
     return out
+
+
+def _followed_by(out: set[Cue], firsts: Sequence[Cue], seconds: Sequence[Cue], gap: int, text: str) -> None:
+    """Add each first cue followed within `gap` characters, only fillers between, by a second."""
+    for a in firsts:
+        for b in seconds:
+            if 0 <= b.start - a.end <= gap and GAP_FILLER.issuperset(text[a.end : b.start]):
+                out.add(a)
+                out.add(b)
 
 
 def score_intent(cues: Sequence[Cue], text: str) -> list[IntentFinding]:
