@@ -275,13 +275,17 @@ class RedisBus:
         echo = asyncio.get_running_loop().create_future() if kind == "+" else None
         if echo is not None:
             self._echoes[topic] = echo
-        async with self.redis.pipeline(transaction=False) as pipe:
-            if kind == "+":
-                pipe.sadd(key, topic)
-            else:
-                pipe.srem(key, topic)
-            pipe.publish(self._interest_channel, f"{kind}|{self.node_id}|{topic}")
-            await pipe.execute()
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                if kind == "+":
+                    pipe.sadd(key, topic)
+                else:
+                    pipe.srem(key, topic)
+                pipe.publish(self._interest_channel, f"{kind}|{self.node_id}|{topic}")
+                await pipe.execute()
+        except BaseException:
+            self._echoes.pop(topic, None)  # no announcement went out: nothing will come back
+            raise
         if echo is not None:
             # When our own announcement is back, every other node has been sent it too.
             try:
