@@ -297,17 +297,25 @@ class SQLStore:
         self._fetched_at.clear()
         self._cache_generation += 1
 
+    def _write_stamp(self, conversation_id: str) -> int:
+        """Taken before a row write: _conversation_written(since=) then knows if another came between."""
+        return self._conversation_writes.get(conversation_id, 0)
+
     def _conversation_written(self, conversation_id: str, last_seq: int | None = None, *,
-                              changes: dict[str, Any] | None = None) -> None:
+                              changes: dict[str, Any] | None = None, since: int | None = None) -> None:
         """After a committed (or failed) write: advance the cached row's last_seq, apply the
-        committed `changes` to it, or (anything else) drop it."""
+        committed `changes` to it, or (anything else) drop it. With `since` (the row's write
+        stamp when this write began) the changes apply only if no other write of the row ended
+        meanwhile: two racing writes may finish in either order, so the row is read afresh."""
         cache = self._conversations
         if cache is None:
             return
         if last_seq is None:
+            raced = since is not None and self._conversation_writes.get(conversation_id, 0) != since
             self._conversation_writes[conversation_id] = next(self._write_stamps)
             cached = cache.pop(conversation_id, None)
-            if cached is not None and changes is not None and changes.keys() <= _CONVERSATION_FIELDS:
+            if (cached is not None and changes is not None and not raced
+                    and changes.keys() <= _CONVERSATION_FIELDS):
                 cache[conversation_id] = replace(cached, **changes)
             if self._shared is not None:
                 if conversation_id not in cache:
@@ -713,22 +721,29 @@ class SQLStore:
             return _conversation(row) if row else None
 
     async def update_conversation(self, conversation_id: str, now: float, **values: Any) -> None:
+        """Change a conversation row; a cached copy takes the same values (no read after a hand-over)."""
+        since = self._write_stamp(conversation_id)
+        changes = None
         try:
             async with self.write(conversation_rows=False) as conn:
                 await conn.execute(
                     update(t.conversations).where(t.conversations.c.id == conversation_id)
                     .values(updated_at=now, **values)
                 )
+            changes = {"updated_at": now, **values}
         finally:
-            self._conversation_written(conversation_id)
+            self._conversation_written(conversation_id, changes=changes, since=since)
 
     async def take_conversation(self, conv: Conversation, advisor_id: str, now: float) -> bool:
         """Assign `conv` to `advisor_id` only if its row is still as read (compare-and-set).
 
         During a routing failover a stale ex-leader and the new leader may both assign the same
-        chat: only the first write lands. Only this row leaves the conversation cache.
+        chat: only the first write lands. A cached copy of the row takes the assignment (the
+        chat's next message needs no read); one that lost the race is dropped.
         """
         c = t.conversations.c
+        since = self._write_stamp(conv.id)
+        taken = False
         try:
             async with self.write(conversation_rows=False) as conn:
                 result = await conn.execute(
@@ -736,9 +751,11 @@ class SQLStore:
                     .where(c.id == conv.id, c.state == conv.state, c.advisor_id.is_not_distinct_from(conv.advisor_id))
                     .values(state="assigned", advisor_id=advisor_id, updated_at=now)
                 )
+            taken = result.rowcount == 1
         finally:
-            self._conversation_written(conv.id)
-        return bool(result.rowcount == 1)
+            changes = {"state": "assigned", "advisor_id": advisor_id, "updated_at": now} if taken else None
+            self._conversation_written(conv.id, changes=changes, since=since)
+        return taken
 
     async def list_conversations(
         self, *, investor_id: str | None = None, advisor_id: str | None = None,
