@@ -42,6 +42,10 @@ def test_demo_query_set_shape(demo_kb: KnowledgeBase) -> None:
     copies = [q.query for q in fresh if normalizer.normalize(q.query) in wordings]
     assert len(copies) <= 4, copies
     assert not [q.query for q in fresh if q.query in first]
+    # The first file had seven such copies before the KB enrichment; enriching the KB must not
+    # add more (new wordings equal to a query were dropped, without reading which).
+    first_copies = [q for q in first if normalizer.normalize(q) in wordings]
+    assert len(first_copies) <= 7, first_copies
     # Each file keeps its own tuning split inside the joined set.
     assert len(load_demo_queries(DEMO_QUERY_FILES[:1])) % TUNE_EVERY == 0
 
