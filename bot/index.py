@@ -31,7 +31,7 @@ class ScoringWeights:
     bigram: float = 0.3  # of character bigrams
     pinyin: float = 0.4  # of pinyin bigrams
     unseen: float = 1.0  # query words the KB never uses count this much against coverage
-    margin: float = 1.0  # confidence bonus per unit of lead over the next entry
+    margin: float = 2.0  # confidence bonus per unit of lead over the next entry (calibrated)
     entry_cover: float = 0.3  # weight of "the entry's wordings together cover the query's words"
     candidates: int = 24  # wordings re-ranked with rapidfuzz
     long_posting: int = 256  # posting lists longer than this never create candidates
