@@ -122,6 +122,7 @@ async def close_services(services: Services) -> None:
     await services.channels.stop()
     await services.hub.assignment.stop()
     await services.hub.assist.stop()
+    await services.hub.suggester.close()
     await services.bus.close()
     await services.store.close()  # drains the writer: everything accepted is committed
 

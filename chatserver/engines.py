@@ -39,6 +39,7 @@ class Engines:
         self.kb: KnowledgeBase | None = None
         self.rules: RuleSet | None = None
         self.kb_version = 0
+        self.kb_jsonl = ""  # the KB the bot was built from (the suggestion worker builds its copy from it)
         self.rules_version = 0
         self._lock = asyncio.Lock()
 
@@ -63,7 +64,7 @@ class Engines:
             if version <= self.kb_version:
                 return
             kb, bot = await asyncio.to_thread(self._build_bot, jsonl)
-            self.kb, self.bot, self.kb_version = kb, bot, version
+            self.kb, self.bot, self.kb_version, self.kb_jsonl = kb, bot, version, jsonl
             freeze_heap()
             log.info("knowledge base version %d in use (%d entries)", version, len(kb.entries))
 
@@ -89,6 +90,10 @@ class Engines:
             kb = KnowledgeBase.from_jsonl(jsonl)
             return kb, self.bot.with_kb(kb)
         return _built_bot(hashlib.sha256(jsonl.encode()).hexdigest(), jsonl, self._bot_config)
+
+    @property
+    def bot_config(self) -> BotConfig:
+        return self._bot_config
 
     def status(self) -> dict[str, Any]:
         return {"kb_version": self.kb_version, "rules_version": self.rules_version}

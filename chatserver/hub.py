@@ -17,7 +17,7 @@ from typing import Any
 
 from bot import BotState
 from chatserver import bus as topics
-from chatserver.assist import AssistQueue
+from chatserver.assist import AssistQueue, suggester_for
 from chatserver.auth import Principal
 from chatserver.bus import Bus
 from chatserver.engines import Engines
@@ -79,7 +79,9 @@ class Hub:
 
         self.assignment = Assignment(self)
         self.channel_wakeup = asyncio.Event()
-        self.assist = AssistQueue(self.suggest)
+        self.suggester = suggester_for(engines, settings.assist_workers)
+        self.assist = (AssistQueue(self._suggest_batch, batch_max=64, gather_s=settings.assist_gather_ms / 1000)
+                       if settings.assist_workers else AssistQueue(self._suggest_batch))
         self.metrics_hook: Callable[[str, dict[str, Any]], None] = lambda name, labels: None
         # External channels with a callback URL; replies to their conversations go out by HTTP.
         self.channel_callbacks: set[str] = set()
@@ -299,15 +301,18 @@ class Hub:
         if turn.action == "handoff":
             await self.request_human(conv, reason=turn.handoff_reason or "bot")
 
-    async def suggest(self, conv: Conversation, stored: StoredMessage, text: str, customer: Customer | None) -> None:
-        bot = self.engines.bot
-        if bot is None or not conv.advisor_id:
+    async def _suggest_batch(self, jobs: list[tuple[Conversation, StoredMessage, str, Customer | None]]) -> None:
+        """Agent assist for the investor messages waiting (AssistQueue): top KB entries to each advisor."""
+        jobs = [job for job in jobs if job[0].advisor_id]
+        if not jobs:
             return
-        items = bot.suggest(text, customer.risk_level if customer else None)
-        await self.publish(topics.user_topic(conv.advisor_id), {
-            "type": "suggestions", "conversation_id": conv.id, "for_message": stored.id,
-            "items": [_suggestion_dict(s) for s in items],
-        })
+        results = await self.suggester.suggest_many(
+            [(text, customer.risk_level if customer else None) for _, _, text, customer in jobs])
+        for (conv, stored, _, _), items in zip(jobs, results, strict=True):
+            await self.publish(topics.user_topic(conv.advisor_id or ""), {
+                "type": "suggestions", "conversation_id": conv.id, "for_message": stored.id,
+                "items": [_suggestion_dict(s) for s in items],
+            })
 
     # -- hand-off, close, rating ----------------------------------------------------------------
     async def request_human(self, conv: Conversation, reason: str) -> None:

@@ -53,6 +53,10 @@ class Settings:
     commit_batch_max: int = field(default=256, metadata={"help": "messages grouped into one database commit at most"})
     commit_gather_ms: float = field(default=2.0, metadata={
         "help": "with fewer than 16 messages waiting, the writer waits this long for more before a commit (0: never)"})
+    assist_workers: int = field(default=1, metadata={
+        "help": "processes that rank the KB for advisors' suggestions (0: in the hub process; at most 1)"})
+    assist_gather_ms: float = field(default=20.0, metadata={
+        "help": "with a suggestion worker, collect this long before sending it a batch (0-1000)"})
     retention_days: int = field(default=0, metadata={"help": "purge closed transcripts older than this; 0: keep forever"})
     log_level: str = field(default="INFO", metadata={"help": "DEBUG, INFO, WARNING or ERROR"})
     log_json: bool = field(default=True, metadata={"help": "structured JSON log lines"})
@@ -96,6 +100,10 @@ class Settings:
             raise SettingsError("frames_in_flight must be at least 1")
         if not 0 <= self.commit_gather_ms <= 100:
             raise SettingsError("commit_gather_ms must be from 0 to 100")
+        if self.assist_workers not in (0, 1):
+            raise SettingsError("assist_workers must be 0 (in the hub process) or 1 (one worker process)")
+        if not 0 <= self.assist_gather_ms <= 1000:
+            raise SettingsError("assist_gather_ms must be from 0 to 1000")
         self.business_hours_windows  # noqa: B018 - parse now so a typo stops the start, not a handoff
         try:
             zoneinfo.ZoneInfo(self.timezone)

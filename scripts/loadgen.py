@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import glob
 import itertools
 import json
 import os
@@ -652,15 +653,37 @@ async def _bounded(limit: int, coros: list[Any]) -> list[Any]:
 
 
 def process_cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of another process (0 if unknown), from /proc/PID/stat."""
+    """User + system CPU seconds of another process and the processes it started (the hub's
+    suggestion worker), living or reaped (0 if unknown), from /proc/PID/stat."""
     if pid <= 0:
         return 0.0
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    ticks = 0
+    for one in (pid, *_descendants(pid)):
+        try:
+            with open(f"/proc/{one}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        # utime, stime, and (for the server itself) cutime, cstime of children it has reaped.
+        ticks += sum(int(v) for v in fields[11:15 if one == pid else 13])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _descendants(pid: int) -> list[int]:
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        parent = todo.pop()
+        children = []
+        for task in glob.glob(f"/proc/{parent}/task/*/children"):  # started by any of its threads
+            try:
+                with open(task) as f:
+                    children += [int(c) for c in f.read().split()]
+            except OSError:
+                continue
+        found.extend(children)
+        todo.extend(children)
+    return found
 
 
 def _cpu_seconds() -> float:
