@@ -721,18 +721,16 @@ class SQLStore:
             return _conversation(row) if row else None
 
     async def update_conversation(self, conversation_id: str, now: float, **values: Any) -> None:
-        """Change a conversation row; a cached copy takes the same values (no read after a hand-over)."""
-        since = self._write_stamp(conversation_id)
-        changes = None
+        """Change a conversation row; a cached copy is dropped, so the next read sees the database
+        (which an operator's `chatserver purge` in another process may also have changed)."""
         try:
             async with self.write(conversation_rows=False) as conn:
                 await conn.execute(
                     update(t.conversations).where(t.conversations.c.id == conversation_id)
                     .values(updated_at=now, **values)
                 )
-            changes = {"updated_at": now, **values}
         finally:
-            self._conversation_written(conversation_id, changes=changes, since=since)
+            self._conversation_written(conversation_id)
 
     async def take_conversation(self, conv: Conversation, advisor_id: str, now: float) -> bool:
         """Assign `conv` to `advisor_id` only if its row is still as read (compare-and-set).

@@ -258,9 +258,9 @@ async def test_conversation_cache_follows_message_commits_and_row_writes(db_url:
         await s.append_with_reply(message(cid, "开户要什么"), bot_answer, {"intent": "account", "bot_state": {"turns": 3}})
         cached = s._conversations[cid]
         assert (cached.intent, cached.bot_state, cached.last_seq) == ("account", {"turns": 3}, 62)
-        # A row write (not a message) updates the cached row: the chat's next message needs no read.
+        # A row write (not a message) drops the cached row: the next read sees the new state.
         await s.update_conversation(cid, time.time(), state="queued")
-        assert s._conversations[cid].state == "queued"
+        assert cid not in s._conversations
         conv = await s.get_conversation(cid)
         assert (conv.state, conv.intent, conv.bot_state, conv.last_seq) == ("queued", "account", {"turns": 3}, 62)
         # So does an assignment that lands; one that lost its compare-and-set drops the row.
@@ -287,19 +287,22 @@ async def test_racing_row_writes_leave_the_cache_as_the_database_is(db_url: str)
     try:
         cid = await conversation(s)
         await s.get_conversation(cid)
-        began = s._write_stamp(cid)  # write A begins (it commits first, say) ...
+        conv = await s.get_conversation(cid)
+        began = s._write_stamp(cid)  # assignment A begins (it commits first, say) ...
         await s.update_conversation(cid, time.time(), state="closed")  # ... write B begins and ends
-        s._conversation_written(cid, changes={"state": "queued"}, since=began)  # A's ending comes last
+        await s.get_conversation(cid)  # (and the row is cached again)
+        s._conversation_written(cid, changes={"state": "assigned"}, since=began)  # A's ending comes last
         assert cid not in s._conversations
         assert (await s.get_conversation(cid)).state == "closed"
-        # Writes that overlap for real end with the cache as the database is.
-        await asyncio.gather(*(s.update_conversation(cid, time.time(), state=st, intent=f"i{n}")
-                               for n, st in enumerate(["queued", "assigned", "closed", "bot"] * 3)))
-        async with s.read() as conn:
-            row = (await conn.execute(text("SELECT state, intent FROM conversations WHERE id = :id"),
-                                      {"id": cid})).one()
+        # Assignments that overlap for real (one lands) end with the cache as the database is.
+        await s.update_conversation(cid, time.time(), state="queued")
         conv = await s.get_conversation(cid)
-        assert (conv.state, conv.intent) == tuple(row)
+        assert sum(await asyncio.gather(*(s.take_conversation(conv, f"adv-{n}", time.time()) for n in range(6)))) == 1
+        async with s.read() as conn:
+            row = (await conn.execute(text("SELECT state, advisor_id FROM conversations WHERE id = :id"),
+                                      {"id": cid})).one()
+        now_cached = await s.get_conversation(cid)
+        assert (now_cached.state, now_cached.advisor_id) == tuple(row)
     finally:
         await s.close()
 
