@@ -147,10 +147,9 @@ class ProcessSuggester:
         return results
 
     async def _discard(self) -> None:
-        pool, self._pool, self._loaded = self._pool, None, None
+        self._loaded = None
         self.restarts += 1
-        if pool is not None:
-            await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
+        await self.close()
 
     def worker_pids(self) -> list[int]:
         """The worker process's pid, once started (for tests and CPU accounting)."""

@@ -80,8 +80,10 @@ class Hub:
         self.assignment = Assignment(self)
         self.channel_wakeup = asyncio.Event()
         self.suggester = suggester_for(engines, settings.assist_workers)
-        self.assist = (AssistQueue(self._suggest_batch, batch_max=64, gather_s=settings.assist_gather_ms / 1000)
-                       if settings.assist_workers else AssistQueue(self._suggest_batch))
+        # With a worker, one round trip carries a batch; in this process, one job per loop turn.
+        batched = settings.assist_workers > 0
+        self.assist = AssistQueue(self._suggest_batch, batch_max=64 if batched else 1,
+                                  gather_s=settings.assist_gather_ms / 1000 if batched else 0.0)
         self.metrics_hook: Callable[[str, dict[str, Any]], None] = lambda name, labels: None
         # External channels with a callback URL; replies to their conversations go out by HTTP.
         self.channel_callbacks: set[str] = set()

@@ -136,6 +136,20 @@ async def test_a_killed_worker_costs_one_batch_computed_in_the_hub_then_a_new_wo
         await worker.close()
 
 
+async def test_a_worker_missing_the_kb_it_is_asked_for_is_replaced(engines: Engines, caplog):
+    """A worker that does not hold the version the hub believes it holds (it was replaced
+    unnoticed) answers StaleWorker: that batch is computed in the hub, the next worker gets the KB."""
+    worker = ProcessSuggester(engines)
+    try:
+        expected = await InlineSuggester(engines).suggest_many(JOBS)
+        worker._loaded = engines.kb_version  # so the first batch goes without the KB
+        assert await worker.suggest_many(JOBS) == expected
+        assert worker.restarts == 1 and "StaleWorker" in caplog.text
+        assert await worker.suggest_many(JOBS) == expected and worker.worker_pids()
+    finally:
+        await worker.close()
+
+
 def test_a_worker_without_the_version_asked_for_says_so():
     with pytest.raises(StaleWorker):
         suggest_in_worker(10**9, None, None, [("开户", None)])  # type: ignore[arg-type]
