@@ -16,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import os
+import threading
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -133,7 +135,8 @@ class ProcessSuggester:
         if self._pool is None:
             # spawn, not fork: the hub has threads (the SQLite writer), and a forked child
             # could inherit a lock one of them held.
-            self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+            self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=exit_with_parent)
         kb = engines.kb_jsonl if self._loaded != version else None
         try:
             results = await asyncio.get_running_loop().run_in_executor(
@@ -172,6 +175,19 @@ class StaleWorker(Exception):
 
 
 _worker_bot: tuple[int, Bot] | None = None
+
+
+def exit_with_parent() -> None:
+    """Worker start: a hub killed outright (SIGKILL, out of memory) must not leave its worker
+    behind, holding a copy of the bot, for every restart."""
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        threading.Thread(target=_exit_when_gone, args=(parent,), name="parent-watch", daemon=True).start()
+
+
+def _exit_when_gone(parent: Any) -> None:
+    parent.join()  # returns once the parent's sentinel closes, i.e. the hub process is gone
+    os._exit(0)
 
 
 def suggest_in_worker(version: int, kb_jsonl: str | None, config: BotConfig,

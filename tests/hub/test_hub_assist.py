@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
+import sys
 import time
 from typing import Any
 
@@ -148,6 +150,46 @@ async def test_a_worker_missing_the_kb_it_is_asked_for_is_replaced(engines: Engi
         assert await worker.suggest_many(JOBS) == expected and worker.worker_pids()
     finally:
         await worker.close()
+
+
+KILLED_HUB = """
+import asyncio, os, signal, sys
+from chatserver.assist import ProcessSuggester
+from chatserver.engines import Engines
+from chatserver.storage.sql import open_store
+
+async def main():
+    store = open_store(sys.argv[1])
+    await store.start()
+    engines = Engines(store)
+    await engines.load()
+    worker = ProcessSuggester(engines)
+    await worker.suggest_many([("两融怎么开通", None)])
+    print(worker.worker_pids()[0], flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+if __name__ == "__main__":
+    asyncio.run(main())
+"""
+
+
+def test_the_worker_exits_when_its_hub_is_killed(tmp_path):
+    script = tmp_path / "killed_hub.py"
+    script.write_text(KILLED_HUB)
+    # (A worker left behind would also hold the captured stdout open: run() would time out.)
+    out = subprocess.run([sys.executable, str(script), f"sqlite+aiosqlite:///{tmp_path / 'k.sqlite3'}"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == -signal.SIGKILL, out.stderr
+    pid = int(out.stdout.split()[0])
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+    raise AssertionError(f"suggestion worker {pid} outlived its killed hub")
 
 
 def test_a_worker_without_the_version_asked_for_says_so():
