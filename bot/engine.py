@@ -14,6 +14,7 @@ from bot.normalize import Normalizer
 from bot.rerank import Reranker
 from bot.signals import (
     asks_about_own_account,
+    asks_about_own_situation,
     asks_for_human,
     keyword_category,
     mentions_own_account,
@@ -281,17 +282,26 @@ class Bot:
             return self._handoff("explicit", turn, intent, confidence)
         if negative_score(simplified) >= cfg.sentiment_threshold:
             return self._handoff("negative_sentiment", turn, "complaints", confidence)
-        if asks_about_own_account(simplified):
+        # Requests to act on the investor's account, and questions about its state or about
+        # one operation of theirs: a human who can see the account answers them, even when a
+        # KB entry explains the general rule ("我的持仓市值是多少").
+        if asks_about_own_account(simplified) or asks_about_own_situation(simplified):
             return self._handoff("personal", turn, intent, confidence)
+        # Off-topic for a securities service desk (期货, 话费 …): a firm whose KB covers the
+        # topic answers from the entry that names it; otherwise no entry, however close
+        # ("手机话费在哪充值" against a transfer wording), is the answer.
+        topic = out_of_scope_topic(simplified)
+        if topic is not None and (top is None or not self._names_topic(top.entry, topic)):
+            return self._handoff("low_confidence", turn, intent, confidence)
         if top is not None and confidence >= cfg.answer_threshold:
             return self.answer_entry(top.entry, turn, customer_risk, confidence)
         # Not a confident match. A question about the investor's own account needs someone
         # who can see it; a "did you mean" list of generic entries would not answer it.
         if mentions_own_account(simplified):
             return self._handoff("personal", turn, intent, confidence)
-        # Off-topic for a securities service desk (期货, 招聘 …), or much of the message is
+        # An off-topic word the KB covers only with an unsure match, or much of the message is
         # vocabulary the KB never uses: "did you mean" would offer unrelated entries.
-        if out_of_scope_topic(simplified) is not None:
+        if topic is not None:
             return self._handoff("low_confidence", turn, intent, confidence)
         if self._index.unknown_share_of(query) >= cfg.unknown_share_threshold:
             return self._handoff("low_confidence", turn, intent, confidence)
@@ -309,6 +319,11 @@ class Bot:
                 replace(turn, misses=misses),
             )  # fmt: skip
         return self._handoff("low_confidence", turn, intent, confidence)
+
+    def _names_topic(self, entry: KBEntry, topic: str) -> bool:
+        """True if one of the entry's questions names the topic (the KB covers it)."""
+        simplify = self._normalizer.simplify
+        return any(topic in simplify(q) for q in entry.all_questions)
 
     def _prompt_for_question(self, turn: BotState) -> BotReply:
         misses = turn.misses + 1

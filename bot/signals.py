@@ -120,6 +120,31 @@ OUT_OF_SCOPE_TOPICS: tuple[str, ...] = (
     "天气",
     "笑话",
     "小可爱",
+    # Everyday services and errands (a life-service desk's topics, not a broker's).
+    "话费",
+    "快递",
+    "外卖",
+    "机票",
+    "火车票",
+    "酒店",
+    "电影",
+    "游戏",
+    "写诗",
+    "作文",
+    "翻译",
+    "医院",
+    "挂号",
+    "社保",
+    "医保",
+    "公积金",
+    "房价",
+    "租房",
+    "买房",
+    "车险",
+    "减肥",
+    "菜谱",
+    "星座",
+    "算命",
 )
 
 # Weighted negative lexicon: a message at or above `BotConfig.sentiment_threshold` hands over.
@@ -301,9 +326,32 @@ def _any_of(phrases: tuple[str, ...]) -> re.Pattern[str]:
     return re.compile("|".join(re.escape(p) for p in phrases))
 
 
+# What the investor did or had done to them: "我昨天买的", "我转出去的", "扣了我", "冻结我".
+_OWN_DOING = (
+    r"我(?:刚才|刚刚|刚|昨天|前天|今天|上周|上个月|前几天|早上|上午|下午)?"
+    r"(?:买|卖|转|申购|认购|赎回|委托|下|挂|存|取|提|充|打)(?:进|入|出|过)?(?:去|来)?(?:了|过)?的"
+    r"|(?:扣|冻结|限制|封|锁|收|多收|多扣|少给)了?我"
+    r"|我(?:还|又)?(?:欠|剩)"
+)
+# One particular holding or operation ("那只基金", "这单", "上周申购的"), not a product or rule.
+_PARTICULAR = (
+    r"[那这](?:只|单)|(?:上周|昨天|前天|上个月|前几天|刚才|刚刚)(?:买|卖|转|申购|认购|赎回|委托|下)"
+)
+# The state of an account or of an operation: a figure only the account shows, something that
+# happened to it, or where a pending operation stands.
+_ACCOUNT_STATE = re.compile(
+    r"(?:还有|还剩|剩下|剩|有|是|欠)多少|余额"
+    r"|被(?:扣|冻结|限制|锁|平仓|强平|盗|封)|(?:扣|少|丢|亏|没|不见|消失|冻结|锁|平仓)了"
+    r"|还没(?:到|成交|确认|收到|退|返|通过)|没(?:到账|成交|确认|收到|通过)"
+    r"|到哪|(?:确认|成功|到账|成交|通过|退回|到|收到|中|中签)了?没|找不到"
+)
+# Asking how or where to look something up is a procedure the KB explains ("我的资金账号在哪看").
+_HOW_TO_LOOK_UP = re.compile(r"(?:怎么|如何|在哪|哪里|去哪|哪儿|在哪里)(?:儿)?(?:查|看)|怎么办理")
+
 _HUMAN = _any_of(EXPLICIT_HUMAN_PHRASES)
 _PERSONAL_REQUEST = _any_of(PERSONAL_REQUEST_PHRASES)
-_OWN_ACCOUNT = _any_of(OWN_ACCOUNT_MARKERS)
+_OWN_ACCOUNT = re.compile(_any_of(OWN_ACCOUNT_MARKERS).pattern + "|" + _OWN_DOING)
+_OWN_OR_PARTICULAR = re.compile(_OWN_ACCOUNT.pattern + "|" + _PARTICULAR)
 _NEGATIVE_LONGEST_FIRST = tuple(sorted(NEGATIVE_LEXICON, key=len, reverse=True))
 
 
@@ -322,8 +370,22 @@ def asks_about_own_account(simplified: str) -> bool:
 
 
 def mentions_own_account(simplified: str) -> bool:
-    """True if the text is about the investor's own account, holdings or money."""
+    """True if the text is about the investor's own account, holdings or money, or about
+    something they did or had done to them."""
     return _OWN_ACCOUNT.search(_compact(simplified)) is not None
+
+
+def asks_about_own_situation(simplified: str) -> bool:
+    """True if the text asks about the state of the investor's own account or of one
+    particular operation of theirs ("我的持仓市值是多少", "扣了我50块", "那笔赎回款到哪了",
+    "前几天赎回的钱怎么还没到"), rather than how or where to look it up. Only someone who
+    can see the account can answer; a KB entry, however close, explains the rule, not the case."""
+    text = _compact(simplified)
+    return (
+        _OWN_OR_PARTICULAR.search(text) is not None
+        and _ACCOUNT_STATE.search(text) is not None
+        and _HOW_TO_LOOK_UP.search(text) is None
+    )
 
 
 def out_of_scope_topic(simplified: str) -> str | None:

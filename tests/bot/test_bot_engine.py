@@ -256,7 +256,50 @@ def test_own_account_question_with_confident_match_is_answered(demo_bot: Bot) ->
     assert reply.action == "answer" and reply.entry_id == "acc_number"
 
 
-@pytest.mark.parametrize("text", ["期货怎么开户", "你们招聘客服吗", "比特币能在app里买吗"])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # The state of the own account or of one operation goes to a person whatever the
+        # confidence. These were answered with a confident entry's rule (balances, transfer
+        # delays, lottery results, unfilled orders) before the check …
+        ("我账户可用余额还有多少", "personal"),
+        ("我昨天转出去的钱现在到哪了", "personal"),
+        ("我申购的那几只新股中了没", "personal"),
+        ("这笔买入委托怎么还没成交", "personal"),
+        ("查一下我还欠多少融资款项", "personal"),
+        ("我的证券账户怎么被冻结了", "personal"),
+        # … these were offered a "did you mean" no entry of which can see the operation.
+        ("为什么扣了我38块钱", "personal"),
+        ("我存进去的两万块不见了", "personal"),
+        ("刚才下的卖单成交了没", "personal"),
+        # How or where to look it up, and generic questions with 我, are still answered.
+        ("我的资金账号怎么查询", "acc_number"),
+        ("我的风险等级在哪里看", "ra_result_view"),
+        ("委托为什么一直没有成交", "trd_order_not_filled"),
+        ("我把交易密码忘记了怎么办", "pwd_forgot_trade"),
+    ],
+)
+def test_own_account_state_goes_to_a_person_how_to_stays_answered(
+    demo_bot: Bot, text: str, expected: str
+) -> None:
+    reply = demo_bot.respond(text, FRESH, "C3")
+    if expected == "personal":
+        assert reply.action == "handoff" and reply.handoff_reason == "personal"
+        assert reply.intent is not None
+    else:
+        assert reply.action == "answer" and reply.entry_id == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "期货怎么开户",
+        "你们招聘客服吗",
+        "比特币能在app里买吗",
+        "手机话费在哪充值",
+        "住房公积金能取出来吗",
+    ],
+)
 def test_out_of_scope_topic_hands_over_instead_of_did_you_mean(demo_bot: Bot, text: str) -> None:
     reply = demo_bot.respond(text, FRESH, "C3")
     assert reply.action == "handoff" and reply.handoff_reason == "low_confidence"
@@ -273,6 +316,9 @@ def test_out_of_scope_topic_still_answered_when_the_kb_covers_it() -> None:
     bot = Bot(kb)
     reply = bot.respond("期货怎么开户", FRESH, None)
     assert reply.action == "answer" and reply.entry_id == "fut_open"
+    # A confident match with an entry that does not name the topic is no answer to it.
+    assert bot.rank("期货开股票账户")[0].entry.id == "acc_open"
+    assert bot.respond("期货开股票账户", FRESH, None).handoff_reason == "low_confidence"
     # Below the answer threshold the same words hand over rather than guess.
     unsure = bot.with_config(replace(bot.config, answer_threshold=1.5))
     assert unsure.respond("期货怎么开户", FRESH, None).handoff_reason == "low_confidence"

@@ -5,6 +5,8 @@ import json
 import pytest
 
 from bot import CATEGORIES, Bot, KBEntry, KBFormatError, KnowledgeBase
+from bot.normalize import Normalizer
+from bot.signals import asks_about_own_situation
 
 
 def _entry(**overrides: object) -> KBEntry:
@@ -151,6 +153,15 @@ def test_demo_kb_wordings_belong_to_one_entry(demo_bot: Bot, demo_kb: KnowledgeB
         for wording in e.all_questions:
             key = demo_bot.normalize(wording)
             assert owner.setdefault(key, e.id) == e.id, (wording, owner[key], e.id)
+
+
+def test_demo_kb_wordings_are_not_about_one_investors_account(demo_kb: KnowledgeBase) -> None:
+    """The engine hands questions about an investor's own account state to a person; a KB
+    wording phrased that way ("我的…是多少") could never be answered and should stay generic."""
+    normalizer = Normalizer()
+    for e in demo_kb.entries:
+        for wording in e.all_questions:
+            assert not asks_about_own_situation(normalizer.simplify(wording)), (e.id, wording)
 
 
 def test_demo_kb_states_key_a_share_rules(demo_kb: KnowledgeBase) -> None:

@@ -53,7 +53,7 @@ def test_unknown_words_lower_coverage(demo_bot: Bot) -> None:
 
 
 def test_out_of_vocabulary_check_hands_over_when_enabled(demo_bot: Bot) -> None:
-    off_topic = "公积金怎么开户"  # not in the out-of-scope topic list: only the check catches it
+    off_topic = "养老金怎么开户"  # not in the out-of-scope topic list: only the check catches it
     assert demo_bot.config.unknown_share_threshold == 1.0  # off by default (docs/bot.md)
     assert demo_bot.respond(off_topic, FRESH, "C3").action != "handoff"
     gated = demo_bot.with_config(replace(BotConfig(), unknown_share_threshold=0.6))
@@ -71,6 +71,30 @@ def test_own_account_markers() -> None:
     assert mentions_own_account("我账户里的钱怎么少了")
     assert not mentions_own_account("交易密码是多少")
     assert not mentions_own_account("我想开户")
+    # What the investor did, or had done to them, is about their own account too.
+    assert mentions_own_account("我昨天买的基金")
+    assert mentions_own_account("我转出去的钱")
+    assert mentions_own_account("为什么扣了我50块")
+    assert not mentions_own_account("我能不能买科创板股票")
+
+
+def test_own_situation_needs_an_owner_a_state_and_no_look_up() -> None:
+    from bot.signals import asks_about_own_situation as own
+
+    # An owner (me, or one particular operation) and an account or operation state.
+    assert own("我的持仓市值是多少")
+    assert own("我的两融账户被强平了")
+    assert own("那笔银证转账现在到哪了")
+    assert own("前几天赎回的钱怎么还没到")
+    assert own("这单成交了没")
+    # A state without an owner is the general rule the KB explains.
+    assert not own("卖了股票为什么扣了一笔税")
+    assert not own("银证转账一般多久能到账")
+    # An owner without a state, or asking how or where to look it up.
+    assert not own("我的开户营业部是哪家")
+    assert not own("我的资金账号是多少 在哪看")
+    assert not own("我的持仓怎么查")
+    assert not own("这只股票能融资买吗")
 
 
 def test_out_of_scope_topics() -> None:
