@@ -399,3 +399,61 @@ async def test_group_commit_gathers_a_trickle_into_one_commit_only_while_busy(db
         assert commits == [1, 1, 3]
     finally:
         await s.close()
+
+
+def _messages_in_database_file(path) -> int:
+    """Messages in the SQLite main file itself: `immutable` makes SQLite ignore the WAL."""
+    import sqlite3
+
+    db = sqlite3.connect(f"file:{path}?immutable=1", uri=True)
+    try:
+        return db.execute("SELECT count(*) FROM messages").fetchone()[0]
+    except sqlite3.OperationalError:  # not even the schema has been copied there yet
+        return 0
+    finally:
+        db.close()
+
+
+async def test_sqlite_wal_is_copied_into_the_database_file_off_the_commit_path(tmp_path):
+    """Commits leave the WAL copy to the store's checkpointer, which runs a moment later.
+
+    A handful of messages is far below SQLite's own checkpoint threshold, so without the
+    checkpointer they would stay in the WAL and the main file would not hold them.
+    """
+    from chatserver.storage.sql import CHECKPOINT_INTERVAL_S, WAL_AUTOCHECKPOINT_PAGES, SqliteStore
+
+    path = tmp_path / "checkpointed.sqlite3"
+    s = SqliteStore(f"sqlite+aiosqlite:///{path}")
+    await s.start()
+    try:
+        cid = await conversation(s)
+        for i in range(5):
+            await s.append(message(cid, f"第{i}条"))
+        async with s.read() as conn:
+            assert (await conn.execute(text("PRAGMA wal_autocheckpoint"))).scalar() == WAL_AUTOCHECKPOINT_PAGES
+        deadline = time.monotonic() + 10
+        while _messages_in_database_file(path) < 5:
+            assert time.monotonic() < deadline, "the WAL was never copied into the database file"
+            await asyncio.sleep(CHECKPOINT_INTERVAL_S)
+    finally:
+        await s.close()
+
+
+async def test_a_failing_checkpoint_is_logged_and_commits_go_on(tmp_path, caplog):
+    from chatserver.storage.sql import CHECKPOINT_INTERVAL_S, SqliteStore
+
+    s = SqliteStore(f"sqlite+aiosqlite:///{tmp_path / 'broken.sqlite3'}")
+    await s.start()
+    try:
+        checkpointer = s._checkpointer
+        assert checkpointer is not None and checkpointer._db is not None
+        await checkpointer._call(checkpointer._db.close)  # every round now fails (ProgrammingError)
+        cid = await conversation(s)
+        first = await s.append(message(cid, "甲"))
+        await asyncio.sleep(CHECKPOINT_INTERVAL_S * 3)
+        assert "WAL checkpoint failed" in caplog.text
+        second = await s.append(message(cid, "乙"))  # the writer is unaffected
+        assert (first.seq, second.seq) == (1, 2)
+        assert [m.text for m in await s.messages_after(cid, 0)] == ["甲", "乙"]
+    finally:
+        await s.close()
