@@ -117,7 +117,7 @@ async def kb_from_reply(services: Services, request: web.Request, who: Principal
         answer = need_str(data, "answer", max_len=4000) or ""
         category = need_str(data, "category", max_len=32, required=False) or "general"
         try:
-            entry = KBEntry.from_dict({"id": f"learned-{new_id()[:12]}", "question": question,
+            entry = KBEntry.from_dict({"id": f"learned-{new_id()[-12:]}", "question": question,
                                        "answer": answer, "category": category})
         except KBFormatError as exc:
             raise ProtocolError(ErrorCode.INVALID_FIELD, str(exc)) from None

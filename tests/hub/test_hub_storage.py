@@ -24,7 +24,7 @@ async def store(db_url: str):
 
 async def conversation(store: SQLStore) -> str:
     now = time.time()
-    user = User(id=new_id(), username=f"u-{new_id()[:10]}", display_name="投资者", role="investor")
+    user = User(id=new_id(), username=f"u-{new_id()[-10:]}", display_name="投资者", role="investor")
     await store.create_user(user, now)
     conv = Conversation(id=new_id(), investor_id=user.id, channel="web", state="bot", created_at=now, updated_at=now)
     await store.create_conversation(conv)
@@ -313,7 +313,7 @@ async def test_customer_cache_is_emptied_by_an_upsert(db_url: str):
     s.cache_conversations()
     await s.start()
     try:
-        cust = Customer(id=f"c-{new_id()[:8]}", name="王先生", star=3, risk_level="C2")
+        cust = Customer(id=f"c-{new_id()[-8:]}", name="王先生", star=3, risk_level="C2")
         await s.upsert_customers([cust], time.time())
         assert (await s.get_customer(cust.id)).risk_level == "C2"
         assert cust.id in s._customers
@@ -457,3 +457,12 @@ async def test_a_failing_checkpoint_is_logged_and_commits_go_on(tmp_path, caplog
         assert [m.text for m in await s.messages_after(cid, 0)] == ["甲", "乙"]
     finally:
         await s.close()
+
+
+def test_ids_are_time_ordered_unique_and_keep_80_random_bits():
+    ids = [new_id() for _ in range(5000)]
+    assert len(set(ids)) == len(ids)
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+    assert all(a[:12] <= b[:12] for a, b in zip(ids, ids[1:]))  # within one millisecond: any order
+    assert abs(int(ids[-1][:12], 16) / 1000 - time.time()) < 60
+    assert len({i[12:] for i in ids}) == len(ids)  # the random part alone is unique too
