@@ -99,7 +99,7 @@ class ChannelGateway:
         if user_id is None:
             user_id = new_id()
             user_id = await self.hub.store.link_channel_user(name, external_user, User(
-                id=user_id, username=f"{name}-{user_id[:12]}", display_name=name_hint[:64], role="investor"), now)
+                id=user_id, username=f"{name}-{user_id}", display_name=name_hint[:64], role="investor"), now)
         user = await self.hub.store.get_user(user_id)
         principal = Principal(user_id, "investor", user.display_name if user else name_hint, user.customer_id if user else None)
         conv = await self.hub.start_conversation(principal, name)

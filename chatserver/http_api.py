@@ -150,7 +150,7 @@ async def visitor(services: Services, request: web.Request, _: Principal | None)
     name = need_str(data, "name", max_len=64, required=False) or "访客"
     now = services.hub.clock()
     user_id = new_id()
-    user = User(id=user_id, username=f"visitor-{user_id[:12]}", display_name=name, role="investor")
+    user = User(id=user_id, username=f"visitor-{user_id}", display_name=name, role="investor")
     await services.store.create_user(user, now)
     principal = Principal(user.id, "investor", name, None)
     return {"token": services.signer.issue(principal, now), "user": user.public()}
