@@ -62,7 +62,10 @@ class BotConfig:
 
 @dataclass(frozen=True, slots=True)
 class BotState:
-    """What the bot remembers about one conversation; the hub stores it between messages."""
+    """What the bot remembers about one conversation; the hub stores it between messages.
+
+    `Bot.respond` builds the next state field by field, not with `dataclasses.replace` (a few
+    microseconds less per message): a new field must be carried there too."""
 
     misses: int = 0
     last_intent: str | None = None
@@ -264,7 +267,7 @@ class Bot:
     def respond(self, text: str, state: BotState, customer_risk: str | None) -> BotReply:
         """Decide the bot's reply to one investor message."""
         cfg = self.config
-        turn = replace(state, turns=state.turns + 1)
+        turn = BotState(state.misses, state.last_intent, state.last_entry_id, state.turns + 1)
         simplified = self._normalizer.simplify(text[: cfg.max_query_chars])
         if not Normalizer.has_content(simplified):
             return self._prompt_for_question(turn)
@@ -277,7 +280,7 @@ class Bot:
         intent = self._intent(normalized, matches) or turn.last_intent
         top = matches[0] if matches else None
         confidence = self._confidence(matches)
-        turn = replace(turn, last_intent=intent)
+        turn = BotState(turn.misses, intent, turn.last_entry_id, turn.turns)
         if asks_for_human(simplified):
             return self._handoff("explicit", turn, intent, confidence)
         if negative_score(simplified) >= cfg.sentiment_threshold:
@@ -316,7 +319,7 @@ class Bot:
             )
             return BotReply(
                 "suggest", SUGGEST_TEXT, None, confidence, suggestions, intent, None,
-                replace(turn, misses=misses),
+                BotState(misses, turn.last_intent, turn.last_entry_id, turn.turns),
             )  # fmt: skip
         return self._handoff("low_confidence", turn, intent, confidence)
 
@@ -331,7 +334,7 @@ class Bot:
             return self._handoff("empty", turn, turn.last_intent, 0.0)
         return BotReply(
             "suggest", GREETING_TEXT, None, 0.0, (), turn.last_intent, None,
-            replace(turn, misses=misses),
+            BotState(misses, turn.last_intent, turn.last_entry_id, turn.turns),
         )  # fmt: skip
 
     def answer_entry(
@@ -354,7 +357,7 @@ class Bot:
             )
             reply = self._handoff("suitability", state, entry.category, confidence)
             return replace(reply, text=text, entry_id=entry.id)
-        next_state = replace(state, misses=0, last_intent=entry.category, last_entry_id=entry.id)
+        next_state = BotState(0, entry.category, entry.id, state.turns)
         return BotReply(
             "answer", answer_text(entry), entry.id, confidence, (), entry.category, None, next_state
         )
@@ -363,5 +366,5 @@ class Bot:
         self, reason: HandoffReason, state: BotState, intent: str | None, confidence: float
     ) -> BotReply:
         text = HANDOFF_TEXTS.get(reason, HANDOFF_TEXTS["low_confidence"])
-        next_state = replace(state, misses=0, last_intent=intent)
+        next_state = BotState(0, intent, state.last_entry_id, state.turns)
         return BotReply("handoff", text, None, confidence, (), intent, reason, next_state)

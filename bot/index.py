@@ -48,8 +48,9 @@ class ScoringWeights:
 
 
 # One indexed feature: posting documents, its overlap weight in a wording (float32 value),
-# its weight in a query, its idf.
-_Feature = tuple["array[int]", float, float, float]
+# its weight in a query, its idf, and the number of its posting list (features with the same
+# documents share one list: a character bigram and its pinyin bigram usually do).
+_Feature = tuple["array[int]", float, float, float, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,17 +150,24 @@ class QuestionIndex:
         # Everything a query needs about one feature in one lookup: its postings, the weight
         # it adds to a wording's overlap (the same for every wording, stored as float32 as the
         # posting weights used to be), its query weight and its idf.
+        # Identical posting lists are stored once and numbered in key order, so a query walks
+        # each list once however many of its features share it (bigram and pinyin bigram of
+        # the same characters, a word and its only bigram): a third fewer postings visited.
         self._features: dict[str, _Feature] = {}
-        for f, docs in postings_docs.items():
+        list_no: dict[bytes, tuple[int, array[int]]] = {}
+        for f in sorted(postings_docs):
+            docs = postings_docs[f]
+            number, docs = list_no.setdefault(docs.tobytes(), (len(list_no), docs))
             w = idf[f] * self.weights.kind_weight(f)
-            self._features[f] = (docs, array("f", (w,))[0], w, idf[f])
+            self._features[f] = (docs, array("f", (w,))[0], w, idf[f], number)
+        del list_no
         # Per wording, its features with long posting lists, in the order a query visits
-        # features (posting length, then key): a query adds those to its candidates by
+        # features (posting length, list, then key): a query adds those to its candidates by
         # looking at the candidates, not at the long lists.
         long_rank = {
-            f: (len(docs), f)
-            for f, docs in postings_docs.items()
-            if len(docs) > self.weights.long_posting
+            f: (len(info[0]), info[4], f)
+            for f, info in self._features.items()
+            if len(info[0]) > self.weights.long_posting
         }
         self._doc_long: list[tuple[str, ...]] = [
             tuple(sorted((f for f in feats if f in long_rank), key=long_rank.__getitem__))
@@ -231,7 +239,7 @@ class QuestionIndex:
         stop = self._stop
         unseen_idf = self._unseen_idf
         q_mass = 0.0
-        present: list[tuple[int, str, float]] = []
+        present: list[tuple[int, int, str, float]] = []
         q_words: dict[str, float] = {}
         q_word_mass = 0.0
         for f in query.features:
@@ -247,18 +255,47 @@ class QuestionIndex:
             if f[0] == "w":
                 q_words[f] = info[3]
                 q_word_mass += info[3]
-            present.append((len(info[0]), f, w))
+            present.append((len(info[0]), info[4], f, w))
         # Rarest features first: they create the candidates. Long posting lists (common words
         # of a big KB) only add to candidates that already exist, found through each
-        # candidate's own list of long features, so a query never scans them.
+        # candidate's own list of long features, so a query never scans them. Features that
+        # share a posting list are next to each other and walk it once.
         present.sort()
         acc: dict[int, float] = {}
-        deferred: list[tuple[str, float]] = []
-        for length, f, w in present:
+        deferred: list[str] = []
+        i = 0
+        n_present = len(present)
+        while i < n_present:
+            length, number, f, _ = present[i]
+            i += 1
             if length > wt.long_posting and acc:
-                deferred.append((f, w))
+                deferred.append(f)
                 continue
             docs, dw = known[f][:2]
+            if i < n_present and present[i][1] == number:
+                # The same list again: add each weight in turn, as separate walks would.
+                weights = [dw]
+                while i < n_present and present[i][1] == number:
+                    weights.append(known[present[i][2]][1])
+                    i += 1
+                if not acc:
+                    total = 0.0
+                    for weight in weights:
+                        total += weight
+                    acc = dict.fromkeys(docs, total)
+                    continue
+                get = acc.get
+                if len(weights) == 2:
+                    dw, dw2 = weights
+                    for doc in docs:
+                        acc[doc] = get(doc, 0.0) + dw + dw2
+                else:
+                    for doc in docs:
+                        total = get(doc, 0.0)
+                        for weight in weights:
+                            total += weight
+                        acc[doc] = total
+                continue
             if not acc:
                 acc = dict.fromkeys(docs, dw)  # 0.0 + dw is dw
                 continue
@@ -271,7 +308,7 @@ class QuestionIndex:
                 acc = dict(kept)
             # Each candidate gets the deferred features it holds, in `present` order like the
             # others (the order of a sum decides the last bit of the score).
-            added = {f: known[f][1] for f, _ in deferred}
+            added = {f: known[f][1] for f in deferred}
             doc_long = self._doc_long
             for doc in acc:
                 total = acc[doc]
@@ -381,9 +418,11 @@ class QuestionIndex:
         """Fuzzy re-ranking of the best wordings, then entry coverage; the top `limit` entries.
 
         The rapidfuzz calls are most of the cost, so a wording is scored only if it could still
-        reach the top `limit`: first with the best ratio its length allows and a perfect
-        partial score, then with its real ratio. Every step of the score is monotone in both,
-        in floating point too, so a skipped wording cannot change the result."""
+        reach the top `limit` and beat its entry's best wording so far: first with the best
+        ratio its length allows and a perfect partial score, then with its real ratio and the
+        best partial score that ratio allows. Every step of the score is monotone in both, in
+        floating point too, so a skipped wording cannot change the result
+        (tests/bot/test_bot_search_exact.py compares it with scoring every wording)."""
         wt = self.weights
         w_overlap, w_ratio, w_partial = wt.overlap, wt.ratio, wt.partial
         cover_weight = wt.entry_cover
@@ -424,11 +463,24 @@ class QuestionIndex:
                 break  # sorted: no later wording can reach the top `limit` either
             overlap, doc = top[pos]
             entry_no = doc_entry[doc]
+            # An entry scores as its best wording: one that cannot reach (strictly) the
+            # entry's best so far is never chosen, not even on a tie.
+            floor = entry_final.get(entry_no, -math.inf)
+            if bound < floor:
+                continue
             d_text = doc_text[doc]
             ratio = fuzz.ratio(text, d_text) / 100.0
             base = w_overlap * overlap + w_ratio * ratio
             if q_len > 1:
-                if keep * (base + w_partial) + cover_weight * coverage[entry_no] < kth:
+                # partial_ratio aligns the shorter string (length m) with windows of the
+                # longer: its LCS with any window is at most the LCS of the whole strings,
+                # L = ratio·(sum of lengths)/2, and 2·LCS/(m + window) ≤ 2L/(m + L).
+                d_len = doc_len[doc]
+                lcs = ratio * (q_len + d_len) / 2.0
+                partial_cap = 2.0 * lcs / (min(q_len, d_len) + lcs) + 1e-9 if lcs else 1e-9
+                cov = cover_weight * coverage[entry_no]
+                need = kth if kth > floor else floor
+                if keep * (base + w_partial * partial_cap) + cov < need:
                     continue
                 partial = fuzz.partial_ratio(text, d_text) / 100.0
             else:

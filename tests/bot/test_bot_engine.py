@@ -1,7 +1,7 @@
 """Bot decisions: retrieval, thresholds, handoff triggers, suggestions, suitability, intents,
 state, and bad input."""
 
-from dataclasses import replace
+from dataclasses import fields, replace
 
 import pytest
 from hypothesis import given, settings
@@ -209,6 +209,16 @@ def test_agent_assist_suggestions(demo_bot: Bot) -> None:
 )
 def test_intent_categories(demo_bot: Bot, text: str, category: str) -> None:
     assert demo_bot.classify_intent(text) == category
+
+
+def test_bot_state_fields_are_the_ones_respond_carries() -> None:
+    # `respond` builds the next state positionally (bot/engine.py): a new field must be added
+    # there as well as here.
+    assert [f.name for f in fields(BotState)] == ["misses", "last_intent", "last_entry_id", "turns"]
+    reply = Bot(KnowledgeBase([KBEntry("a", "开户流程", "…")])).respond(
+        "开户流程", BotState(misses=1, last_intent="x", last_entry_id="y", turns=4), None
+    )
+    assert reply.state == BotState(0, "general", "a", 5)
 
 
 def test_intent_none_for_nonsense_and_kept_from_state(demo_bot: Bot) -> None:

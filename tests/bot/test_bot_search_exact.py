@@ -1,16 +1,22 @@
 """The per-query shortcuts in matching change no result: pruned fuzzy re-ranking, one
 tokenisation per message, one simplification per message, regex-compiled lexicons."""
 
+from typing import Any
+
 import pytest
+from rapidfuzz import fuzz
 
 from bot import Bot, BotConfig, KnowledgeBase, ScoringWeights
 from bot.eval import load_demo_queries
+from bot.index import Match, Query, QuestionIndex
 from bot.signals import (
+    CATEGORY_KEYWORDS,
     EXPLICIT_HUMAN_PHRASES,
     OWN_ACCOUNT_MARKERS,
     PERSONAL_REQUEST_PHRASES,
     asks_about_own_account,
     asks_for_human,
+    keyword_category,
     mentions_own_account,
 )
 
@@ -38,6 +44,80 @@ def test_pruned_reranking_equals_scoring_every_candidate(
     assert checked > 300  # most messages have more candidate entries than the limits
 
 
+def _rerank_every_wording(
+    index: QuestionIndex,
+    query: Query,
+    top: list[tuple[float, int]],
+    q_words: dict[str, float],
+    q_word_mass: float,
+    limit: int,
+) -> list[Match]:
+    """The re-ranking without any shortcut: every wording of `top` scored with rapidfuzz."""
+    wt = index.weights
+    keep = 1.0 - wt.entry_cover
+    text = query.normalized.replace(" ", "")
+    best: dict[int, tuple[float, int, float, float, float]] = {}
+    coverage: dict[int, float] = {}
+    for overlap, doc in top:
+        entry_no = index._doc_entry[doc]
+        if entry_no not in coverage:
+            hits = [q_words[f] for f in index._entry_words[entry_no] if f in q_words]
+            coverage[entry_no] = sum(hits) / q_word_mass if q_word_mass > 0.0 else 1.0
+        ratio = fuzz.ratio(text, index._doc_text[doc]) / 100.0
+        partial = fuzz.partial_ratio(text, index._doc_text[doc]) / 100.0 if len(text) > 1 else ratio
+        score = wt.overlap * overlap + wt.ratio * ratio + wt.partial * partial
+        if entry_no not in best or best[entry_no][0] < score:
+            best[entry_no] = (score, doc, overlap, ratio, partial)
+    scored = sorted(
+        ((keep * b[0] + wt.entry_cover * coverage[e], e, b) for e, b in best.items()),
+        key=lambda item: item[0],
+        reverse=True,
+    )
+    return [
+        Match(
+            index.entries[e],
+            min(1.0, max(0.0, final)),
+            index._doc_text[b[1]],
+            round(coverage[e], 4),
+            *b[2:],
+        )
+        for final, e, b in scored[:limit]
+    ]
+
+
+def test_pruned_reranking_equals_scoring_every_wording(
+    demo_bot: Bot, demo_texts: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Skipped wordings (cannot reach the top `limit`, cannot beat their entry's best, or
+    cannot with the partial score their ratio allows) change nothing."""
+    index = demo_bot._index
+    pruned_rerank = QuestionIndex._rerank
+    compared = []
+
+    def compare(self: QuestionIndex, query: Query, top: list[tuple[float, int]], *rest: Any) -> Any:
+        result = pruned_rerank(self, query, top, *rest)
+        assert result == _rerank_every_wording(self, query, top, *rest), query.normalized
+        compared.append(len(top))
+        return result
+
+    monkeypatch.setattr(QuestionIndex, "_rerank", compare)
+    for text in demo_texts:
+        for limit in (1, 3, 5, 10):
+            index.search(demo_bot.normalize(text), limit)
+    assert len(compared) > 2000
+
+
+def test_features_with_the_same_postings_share_one_list(demo_bot: Bot) -> None:
+    features = demo_bot._index._features
+    by_docs: dict[bytes, set[int]] = {}
+    for docs, _, _, _, number in features.values():
+        by_docs.setdefault(docs.tobytes(), set()).add(number)
+    assert all(len(numbers) == 1 for numbers in by_docs.values())
+    assert len(by_docs) < 0.8 * len(features)  # bigram and pinyin bigram mostly coincide
+    same = [info for info in features.values() if info[4] == features["b:开户"][4]]
+    assert features["p:kai_hu"] in same and all(info[0] is same[0][0] for info in same)
+
+
 def test_search_and_respond_reuse_one_tokenisation(demo_bot: Bot, demo_texts: list[str]) -> None:
     normalizer = demo_bot.normalizer
     extractor = demo_bot.extractor
@@ -62,6 +142,25 @@ def test_lexicon_phrases_added_for_the_fresh_tuning_third() -> None:
     assert negative_score("你们这骗人的吧") >= 2.0
     assert asks_about_own_account("帮我看看那笔转账到哪了")
     assert mentions_own_account("那笔委托怎么没成交")
+
+
+def test_keyword_category_by_first_character_equals_testing_every_keyword(
+    demo_bot: Bot, demo_kb: KnowledgeBase, demo_texts: list[str]
+) -> None:
+    def every_keyword(text: str) -> str | None:
+        text = "".join(text.split())
+        best, best_score = None, 0
+        for category, words in CATEGORY_KEYWORDS.items():
+            score = sum(len(w) for w in words if w in text)
+            if score > best_score:
+                best, best_score = category, score
+        return best
+
+    texts = demo_texts + [w for e in demo_kb.entries for w in e.all_questions]
+    texts.append("两融账户开户交易密码佣金基金定投新股中签银证转账投诉风险测评")
+    for text in texts:
+        normalized = demo_bot.normalize(text)
+        assert keyword_category(normalized) == every_keyword(normalized), text
 
 
 def test_compiled_lexicons_find_every_phrase() -> None:
@@ -94,7 +193,8 @@ def test_long_posting_lists_reach_candidates_through_their_wordings(
     for doc in range(0, index.size, 7):
         held = index._doc_long[doc]
         assert set(held) == {f for f in long_features if doc in set(features[f][0])}
-        assert list(held) == sorted(held, key=lambda f: (len(features[f][0]), f))
+        order = sorted(held, key=lambda f: (len(features[f][0]), features[f][4], f))
+        assert list(held) == order
     found = 0
     for entry in demo_kb.entries[:60]:
         found += bot.rank(entry.question, 1)[0].entry.id == entry.id
