@@ -8,6 +8,7 @@ from rapidfuzz import fuzz
 
 from bot import Bot, BotConfig, KnowledgeBase, ScoringWeights
 from bot.eval import load_demo_queries
+from bot.features import cut_without_hmm
 from bot.index import Match, Query, QuestionIndex
 from bot.signals import (
     CATEGORY_KEYWORDS,
@@ -161,6 +162,18 @@ def test_keyword_category_by_first_character_equals_testing_every_keyword(
     for text in texts:
         normalized = demo_bot.normalize(text)
         assert keyword_category(normalized) == every_keyword(normalized), text
+
+
+def test_jieba_route_without_hmm_equals_jieba(
+    demo_bot: Bot, demo_kb: KnowledgeBase, demo_texts: list[str]
+) -> None:
+    tokenizer = demo_bot.extractor._tokenizer
+    texts = [demo_bot.normalize(t) for t in demo_texts]
+    texts += [demo_bot.normalize(w) for e in demo_kb.entries for w in e.all_questions]
+    texts += [t[::-1] for t in texts]  # other character sequences, same vocabulary
+    texts += ["", "  ", "etf基金a股 t+1 规则", "x+y#z&1.5%-2 开户\r\n两融", "abc123 忘了密码 ok"]
+    for text in texts:
+        assert cut_without_hmm(tokenizer, text) == tokenizer.lcut(text, HMM=False), text
 
 
 def test_compiled_lexicons_find_every_phrase() -> None:
