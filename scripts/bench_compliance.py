@@ -278,6 +278,89 @@ def stage_breakdown(engine: ComplianceEngine, msgs: list[str], rounds: int) -> d
     }
 
 
+def path_split(check, items, rounds: int) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    """Where the engine's time goes by path through ``check``: the share of messages and CPU µs
+    a check (best of ``rounds``) for those that return after the scan and the key masks (or
+    with regex hits only) with nothing found ("early"), those evaluated that still pass
+    ("evaluated_pass": every term, near pair and cue cancelled), and those flagged; and, per
+    message of each path, what the evaluation did (counted in a separate, untimed pass): term
+    spans, near rules with both halves, cues, exception tests, negation and refutation queries
+    (memoised ones included), clause tests, intent scorings and offset maps built."""
+    from unittest import mock
+
+    from compliance import engine as engine_module
+    from compliance.normalize import Normaliser
+
+    evaluation = engine_module._Evaluation
+    counts: dict[str, int] = {}
+
+    def counting(name, real):  # type: ignore[no-untyped-def]
+        def wrapper(*args, **kwargs):  # type: ignore[no-untyped-def]
+            counts[name] = counts.get(name, 0) + 1
+            return real(*args, **kwargs)
+
+        return wrapper
+
+    real_run = evaluation.run
+
+    def run(self, found):  # type: ignore[no-untyped-def]
+        counts["evaluated"] = 1
+        counts["term_spans"] = len(found.terms)
+        counts["near_rules"] = sum(1 for index in found.firsts if index in found.seconds)
+        counts["cues"] = len(found.cues)
+        return real_run(self, found)
+
+    patches = [
+        mock.patch.object(evaluation, "run", run),
+        mock.patch.object(
+            engine_module, "_excepted_at", counting("exception_tests", engine_module._excepted_at)
+        ),
+        mock.patch.object(
+            evaluation, "_negated", counting("negation_queries", evaluation._negated)
+        ),
+        mock.patch.object(
+            evaluation, "_refuted", counting("refutation_queries", evaluation._refuted)
+        ),
+        mock.patch.object(
+            evaluation, "_clause_break", counting("clause_tests", evaluation._clause_break)
+        ),
+        mock.patch.object(
+            evaluation,
+            "_intent_and_suitability",
+            counting("intent_scorings", evaluation._intent_and_suitability),
+        ),
+        mock.patch.object(Normaliser, "offsets", counting("offset_maps", Normaliser.offsets)),
+    ]
+    paths = ("early", "evaluated_pass", "flagged")
+    groups: dict[str, list] = {path: [] for path in paths}  # type: ignore[type-arg]
+    totals: dict[str, dict[str, int]] = {path: {} for path in paths}
+    for patch in patches:
+        patch.start()
+    try:
+        for item in items:
+            counts.clear()
+            hits = check(item).hits
+            path = "flagged" if hits else "evaluated_pass" if counts.get("evaluated") else "early"
+            groups[path].append(item)
+            for name, value in counts.items():
+                totals[path][name] = totals[path].get(name, 0) + value
+    finally:
+        for patch in reversed(patches):
+            patch.stop()
+    out: dict[str, object] = {}
+    for path, group in groups.items():
+        out[f"path_{path}_share"] = round(len(group) / len(items), 3)
+        if group:
+            cpu = min(timed_throughput(check, group)[0] for _ in range(rounds))
+            out[f"path_{path}_us"] = round(cpu / len(group) * 1e6, 2)
+            out[f"path_{path}_per_message"] = {
+                name: round(total / len(group), 3)
+                for name, total in sorted(totals[path].items())
+                if name != "evaluated"
+            }
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--messages", type=int, default=100_000)
@@ -296,6 +379,12 @@ def main() -> int:
         action="store_true",
         help="also time the stages: fold, the engine's automaton scan, the same keys in "
         "pyahocorasick, and the share of messages that pass the personal-data gate",
+    )
+    parser.add_argument(
+        "--paths",
+        action="store_true",
+        help="also split the messages by their path through check (returned early, evaluated "
+        "and passed, flagged) and time each group",
     )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
@@ -390,6 +479,8 @@ def main() -> int:
         )
         result["bare_rs_checks_per_s"] = round(len(msgs) / bare_rs_s)
         result["time_ratio_vs_bare_rs"] = round(engine_s / bare_rs_s, 2)
+    if args.paths:
+        result.update(path_split(engine_check, items, args.rounds))
     if args.json:
         print(json.dumps(result))
     else:
