@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from dataclasses import replace
 
@@ -420,7 +421,12 @@ async def test_sqlite_wal_is_copied_into_the_database_file_off_the_commit_path(t
     A handful of messages is far below SQLite's own checkpoint threshold, so without the
     checkpointer they would stay in the WAL and the main file would not hold them.
     """
-    from chatserver.storage.sql import CHECKPOINT_INTERVAL_S, WAL_AUTOCHECKPOINT_PAGES, SqliteStore
+    from chatserver.storage.sql import (
+        CHECKPOINT_INTERVAL_S,
+        SQLITE_PAGE_SIZE,
+        WAL_AUTOCHECKPOINT_PAGES,
+        SqliteStore,
+    )
 
     path = tmp_path / "checkpointed.sqlite3"
     s = SqliteStore(f"sqlite+aiosqlite:///{path}")
@@ -431,6 +437,7 @@ async def test_sqlite_wal_is_copied_into_the_database_file_off_the_commit_path(t
             await s.append(message(cid, f"第{i}条"))
         async with s.read() as conn:
             assert (await conn.execute(text("PRAGMA wal_autocheckpoint"))).scalar() == WAL_AUTOCHECKPOINT_PAGES
+            assert (await conn.execute(text("PRAGMA page_size"))).scalar() == SQLITE_PAGE_SIZE
         deadline = time.monotonic() + 10
         while _messages_in_database_file(path) < 5:
             assert time.monotonic() < deadline, "the WAL was never copied into the database file"
@@ -463,6 +470,6 @@ def test_ids_are_time_ordered_unique_and_keep_80_random_bits():
     ids = [new_id() for _ in range(5000)]
     assert len(set(ids)) == len(ids)
     assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
-    assert all(a[:12] <= b[:12] for a, b in zip(ids, ids[1:]))  # within one millisecond: any order
+    assert all(a[:12] <= b[:12] for a, b in itertools.pairwise(ids))  # within one millisecond: any order
     assert abs(int(ids[-1][:12], 16) / 1000 - time.time()) < 60
     assert len({i[12:] for i in ids}) == len(ids)  # the random part alone is unique too
