@@ -154,13 +154,23 @@ class QuestionIndex:
         # each list once however many of its features share it (bigram and pinyin bigram of
         # the same characters, a word and its only bigram): a third fewer postings visited.
         self._features: dict[str, _Feature] = {}
-        list_no: dict[bytes, tuple[int, array[int]]] = {}
+        # Lists are compared only with lists of the same length and ends (no copy of every
+        # list as a key: the build's peak memory stays where it was).
+        same_shape: dict[tuple[int, int, int], list[tuple[int, array[int]]]] = {}
+        lists = 0
         for f in sorted(postings_docs):
             docs = postings_docs[f]
-            number, docs = list_no.setdefault(docs.tobytes(), (len(list_no), docs))
+            candidates = same_shape.setdefault((len(docs), docs[0], docs[-1]), [])
+            found = next((c for c in candidates if c[1] == docs), None)
+            if found is None:
+                number = lists
+                lists += 1
+                candidates.append((number, docs))
+            else:
+                number, docs = found
             w = idf[f] * self.weights.kind_weight(f)
             self._features[f] = (docs, array("f", (w,))[0], w, idf[f], number)
-        del list_no
+        del same_shape
         # Per wording, its features with long posting lists, in the order a query visits
         # features (posting length, list, then key): a query adds those to its candidates by
         # looking at the candidates, not at the long lists.
