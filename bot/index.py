@@ -112,14 +112,17 @@ class QuestionIndex:
             for text in sorted(texts):
                 if not text:
                     continue
-                feats = tuple(interned.setdefault(f, f) for f in extractor.features(text))
+                # Sorted: sums over a wording's or an entry's features (its mass, the entry
+                # coverage) then add in the same order in every process, whatever the string
+                # hash seed, so exact ties between entries resolve the same way everywhere.
+                feats = tuple(interned.setdefault(f, f) for f in sorted(extractor.features(text)))
                 doc_entry.append(entry_no)
                 doc_text.append(text.replace(" ", ""))
                 doc_feats.append(feats)
                 seen_in_entry.update(feats)
             for f in seen_in_entry:
                 entry_df[f] = entry_df.get(f, 0) + 1
-            entry_words.append(tuple(f for f in seen_in_entry if f.startswith("w:")))
+            entry_words.append(tuple(sorted(f for f in seen_in_entry if f.startswith("w:"))))
         n = max(len(entries), 1)
         self._unseen_idf = math.log(1.0 + (n - 0.5) / 1.5)
         max_df = max(2, int(self.weights.max_df_ratio * n))
@@ -224,7 +227,7 @@ class QuestionIndex:
         topic, while an unknown word ("期货", "社保") says the question is about something the KB
         does not cover. Words too common to be indexed are left out too."""
         known = unknown = 0.0
-        for word in set(query.words):
+        for word in sorted(set(query.words)):
             feature = "w:" + word
             if feature in self._stop:
                 continue
@@ -252,7 +255,7 @@ class QuestionIndex:
         present: list[tuple[int, int, str, float]] = []
         q_words: dict[str, float] = {}
         q_word_mass = 0.0
-        for f in query.features:
+        for f in sorted(query.features):  # a fixed order of the sums below (see __init__)
             info = known.get(f)
             if info is None:
                 # Words the KB never uses still count against coverage (off-topic queries).

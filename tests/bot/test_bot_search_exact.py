@@ -1,6 +1,11 @@
 """The per-query shortcuts in matching change no result: pruned fuzzy re-ranking, one
 tokenisation per message, one simplification per message, regex-compiled lexicons."""
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -117,6 +122,35 @@ def test_features_with_the_same_postings_share_one_list(demo_bot: Bot) -> None:
     assert len(by_docs) < 0.8 * len(features)  # bigram and pinyin bigram mostly coincide
     same = [info for info in features.values() if info[4] == features["b:开户"][4]]
     assert features["p:kai_hu"] in same and all(info[0] is same[0][0] for info in same)
+
+
+_RANK_KB_FRAGMENTS = """
+import json
+from bot import Bot, load_demo_kb
+kb = load_demo_kb()
+bot = Bot(kb)
+texts = [t for e in kb.entries for w in e.all_questions for t in (w[1:], w[:-1], w[: len(w) // 2])]
+print(json.dumps([[(m.entry.id, m.score) for m in bot.rank(t, 10)] for t in texts]))
+"""
+
+
+def test_scores_and_ties_do_not_depend_on_the_string_hash_seed() -> None:
+    """Sums over sets of features used to follow set order, which follows the per-process hash
+    seed: the last bits of scores, and so the order of entries that tie, varied between hub
+    processes. Two seeds must now give the same rankings, bit for bit."""
+    runs = [
+        subprocess.run(
+            [sys.executable, "-c", _RANK_KB_FRAGMENTS],
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=Path(__file__).resolve().parents[2],
+        ).stdout
+        for seed in ("1", "2")
+    ]
+    assert runs[0] == runs[1]
+    assert len(json.loads(runs[0])) > 7000
 
 
 def test_search_and_respond_reuse_one_tokenisation(demo_bot: Bot, demo_texts: list[str]) -> None:
