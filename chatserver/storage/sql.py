@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy import JSON, and_, bindparam, event, func, or_, select, tuple_, update
+from sqlalchemy import JSON, String, and_, any_, bindparam, event, func, or_, select, tuple_, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -1418,6 +1419,32 @@ class PostgresStore(SQLStore):
     def _create_engine(self, url: str) -> AsyncEngine:
         return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True,
                                    connect_args={"timeout": 5, "command_timeout": 30})
+
+    # The group commit's two lookups take arrays, so each is one statement whatever the batch
+    # size: an IN list renders one statement per count, and asyncpg prepares each anew (a
+    # round trip and a server-side plan) once they overflow its cache of 100 statements.
+    _KEYS = (func.unnest(bindparam("senders", type_=ARRAY(String)), bindparam("clients", type_=ARRAY(String)))
+             .table_valued("sender_id", "client_id").render_derived(name="k"))
+    _EXISTING = select(t.messages).join(_KEYS, and_(t.messages.c.sender_id == _KEYS.c.sender_id,
+                                                     t.messages.c.client_id == _KEYS.c.client_id))
+    _LOCK_HEADS = (
+        select(t.conversations.c.id, t.conversations.c.last_seq, t.conversations.c.last_hash)
+        .where(t.conversations.c.id == any_(bindparam("ids", type_=ARRAY(String))))
+        .order_by(t.conversations.c.id)  # two nodes locking the same rows take them in one order
+        .with_for_update()
+    )
+
+    async def _existing_by_client_id(
+        self, conn: AsyncConnection, keys: list[tuple[str, str]]
+    ) -> dict[tuple[str, str], StoredMessage]:
+        if not keys:
+            return {}
+        rows = await conn.execute(self._EXISTING, {"senders": [k[0] for k in keys], "clients": [k[1] for k in keys]})
+        return {(r.sender_id, r.client_id): _as_duplicate(_message(r)) for r in rows}
+
+    async def _lock_conversations(self, conn: AsyncConnection, ids: list[str]) -> dict[str, tuple[int, str]]:
+        rows = await conn.execute(self._LOCK_HEADS, {"ids": ids})
+        return {r.id: (r.last_seq, r.last_hash) for r in rows}
 
     async def migrate(self) -> None:
         from sqlalchemy import text

@@ -473,3 +473,31 @@ def test_ids_are_time_ordered_unique_and_keep_80_random_bits():
     assert all(a[:12] <= b[:12] for a, b in itertools.pairwise(ids))  # within one millisecond: any order
     assert abs(int(ids[-1][:12], 16) / 1000 - time.time()) < 60
     assert len({i[12:] for i in ids}) == len(ids)  # the random part alone is unique too
+
+
+async def test_postgres_group_commit_uses_one_statement_whatever_the_batch_size(pg_url: str):
+    """The writer's lookups take arrays: an IN list would be a new statement for every batch
+    size, prepared anew each time once asyncpg's statement cache overflows."""
+    from sqlalchemy import event
+
+    s = open_store(pg_url, batch_max=256)
+    await s.start()
+    selects: set[str] = set()
+
+    def seen(_conn, _cursor, statement, *_args):
+        if statement.lstrip().upper().startswith("SELECT"):
+            selects.add(statement)
+
+    try:
+        cids = [await conversation(s) for _ in range(40)]
+        event.listen(s.engine.sync_engine, "before_cursor_execute", seen)
+        for size in (1, 7, 40):
+            stored = await asyncio.gather(*(s.append(message(cids[i], f"第{size}批", client_id=f"b{size}-{i}"))
+                                             for i in range(size)))
+            assert all(not m.duplicate for m in stored)
+        resent = await s.append(message(cids[0], "第1批", client_id="b1-0"))
+        assert resent.duplicate
+        assert len(selects) == 2, selects  # the duplicate lookup and the heads' lock, once each
+    finally:
+        event.remove(s.engine.sync_engine, "before_cursor_execute", seen)
+        await s.close()
