@@ -1199,7 +1199,33 @@ def _set_pragmas(dbapi_conn: Any) -> None:
     cursor.close()
 
 
-class _Checkpointer:
+class _SqliteThread:
+    """A plain sqlite3 connection on a thread of its own; every call on it goes through that thread."""
+
+    def __init__(self, path: str, busy_timeout_s: float, thread_name: str) -> None:
+        self._path = path
+        self._busy_timeout_s = busy_timeout_s
+        self._db: sqlite3.Connection | None = None
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=thread_name)
+
+    def _call(self, fn: Any, *args: Any) -> Any:
+        return asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
+
+    def _connect(self) -> None:
+        self._db = sqlite3.connect(self._path, timeout=self._busy_timeout_s, isolation_level=None)
+        _set_pragmas(self._db)
+
+    def _disconnect(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    async def _close_connection(self) -> None:
+        await self._call(self._disconnect)
+        self._thread.shutdown(wait=True)
+
+
+class _Checkpointer(_SqliteThread):
     """Copies the WAL into the database file off the commit path, a moment after commits.
 
     PASSIVE: it waits for nobody and nobody waits for it; readers and the writer go on, and
@@ -1208,10 +1234,7 @@ class _Checkpointer:
     """
 
     def __init__(self, path: str, busy_timeout_s: float) -> None:
-        self._path = path
-        self._busy_timeout_s = busy_timeout_s
-        self._db: sqlite3.Connection | None = None
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-checkpoint")
+        super().__init__(path, busy_timeout_s, "sqlite-checkpoint")
         self._due = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -1228,8 +1251,7 @@ class _Checkpointer:
 
     async def close(self) -> None:
         await stop_task(self._task)
-        await self._call(self._disconnect)
-        self._thread.shutdown(wait=True)
+        await self._close_connection()
 
     async def _run(self) -> None:
         while True:
@@ -1241,24 +1263,12 @@ class _Checkpointer:
             except (sqlite3.Error, OSError):
                 log.warning("WAL checkpoint failed; the next commit asks again", exc_info=True)
 
-    def _call(self, fn: Any) -> Any:
-        return asyncio.get_running_loop().run_in_executor(self._thread, fn)
-
-    def _connect(self) -> None:
-        self._db = sqlite3.connect(self._path, timeout=self._busy_timeout_s, isolation_level=None)
-        _set_pragmas(self._db)
-
-    def _disconnect(self) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None
-
     def _checkpoint(self) -> None:
         assert self._db is not None
         self._db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
 
-class _RawWriter:
+class _RawWriter(_SqliteThread):
     """A thread holding a plain sqlite3 connection; each batch is one call and one transaction."""
 
     _MESSAGE_COLUMNS = ("id", "conversation_id", "seq", "sender_id", "sender_role", "sender_name", "kind",
@@ -1266,10 +1276,7 @@ class _RawWriter:
     _CHUNK = 400  # bound parameters per IN (...) list, well under SQLite's limit
 
     def __init__(self, path: str, busy_timeout_s: float) -> None:
-        self._path = path
-        self._busy_timeout_s = busy_timeout_s
-        self._db: sqlite3.Connection | None = None
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
+        super().__init__(path, busy_timeout_s, "sqlite-writer")
         self._inserts = {table.name: _RawInsert(table)
                          for table in (t.messages, t.alerts, t.channel_deliveries, t.holds)}
 
@@ -1280,23 +1287,10 @@ class _RawWriter:
         return writer
 
     async def close(self) -> None:
-        await self._call(self._disconnect)
-        self._thread.shutdown(wait=True)
+        await self._close_connection()
 
     async def commit(self, items: list[_Append]) -> tuple[_Batch, _Rows | None]:
         return await self._call(self._commit, items)
-
-    def _call(self, fn: Any, *args: Any) -> Any:
-        return asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
-
-    def _connect(self) -> None:
-        self._db = sqlite3.connect(self._path, timeout=self._busy_timeout_s, isolation_level=None)
-        _set_pragmas(self._db)
-
-    def _disconnect(self) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None
 
     def _commit(self, items: list[_Append]) -> tuple[_Batch, _Rows | None]:
         db = self._db
