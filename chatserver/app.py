@@ -167,7 +167,7 @@ GIL_SWITCH_INTERVAL_S = 0.001
 # every live object of the requests in flight — about 95 ms during which nothing moved (the
 # startup heap is frozen and not walked; docs/benchmarks/pipeline.md). A thousand younger
 # collections between full ones make those pauses a hundred times rarer (with a hundred, one of
-# 84 ms still fell into most 20-second benchmark phases, after the heap had grown under load);
+# 84 ms fell into a benchmark's 20-second half-load phase, after the heap had grown under load);
 # cyclic garbage that reaches the oldest generation waits that much longer to be freed.
 GC_THRESHOLDS = (700, 10, 1000)
 

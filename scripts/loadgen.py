@@ -46,7 +46,7 @@ import aiohttp
 import orjson
 import websockets
 
-GC_THRESHOLDS = (700, 10, 100)  # the hub's (chatserver.app), without importing the hub here
+GC_THRESHOLDS = (700, 10, 100)  # full collections ten times rarer than Python's default (see setup)
 
 Event = dict[str, Any]
 
@@ -397,7 +397,7 @@ class Run:
         self.setup_s = time.monotonic() - t0
         # The measuring process's own collector must not show up as the server's latency: the
         # heap built during setup (a thousand sockets and chats) is frozen out of collections,
-        # and full ones run rarely, as in the hub. Unfrozen, four full collections of ~36 ms
+        # and full ones run rarely (GC_THRESHOLDS). Unfrozen, four full collections of ~36 ms
         # each fell into a run's measured phases (docs/benchmarks/pipeline.md, fifth session).
         gc.collect()
         gc.freeze()
