@@ -21,9 +21,7 @@ from compliance.intent import (
     Cue,
     IntentFinding,
     cues_by_class,
-    findings_in,
-    paired_in,
-    without,
+    findings_unless,
 )
 from compliance.normalize import (
     CLAUSE_BREAKS,
@@ -312,6 +310,7 @@ class ComplianceEngine:
         "_regex_by_role",
         "_regex_ungated",
         "_near_count",
+        "_near_params",
         "_frozen",
     )
 
@@ -375,6 +374,10 @@ class ComplianceEngine:
             index: n for n, index in enumerate(i for i, r in enumerate(self._rules) if r.near)
         }
         self._near_count = len(near_ordinal)
+        # (within, ordered) by rule index, read once per near rule a message pairs.
+        self._near_params = tuple(
+            (r.near.within, r.near.ordered) if r.near is not None else None for r in self._rules
+        )
         # Per role, indexed by the automaton's pattern index: the key's mask and its payload.
         masks: list[list[int]] = [[] for _ in ROLES]
         payloads: list[list[_Payload]] = [[] for _ in ROLES]
@@ -830,6 +833,7 @@ class _Evaluation:
                 hits.append(hit)
 
         boundary = self.boundary
+        negated, refuted = self._negated, self._refuted
         for key_terms, start, end in terms:
             if end <= boundary:
                 continue
@@ -841,18 +845,16 @@ class _Evaluation:
                 if token and not self._latin_edges_ok(start, end, token):
                     continue
                 if scoped is None:
-                    scoped = self._negated(start) or self._refuted(end)
+                    scoped = negated(start) or refuted(end)
                 if scoped:
                     break
                 emit(rules[index], start, end)
+        near_params = self.engine._near_params
         for index, first_spans in firsts.items():
             second_spans = seconds.get(index)
             if not second_spans:
                 continue
-            rule = rules[index]
-            assert rule.near is not None
-            within = rule.near.within
-            ordered = rule.near.ordered
+            within, ordered = near_params[index]
             for fs, fe, ftok in first_spans:
                 matched = False
                 for ss, se, stok in second_spans:
@@ -867,7 +869,7 @@ class _Evaluation:
                         index, ss, se, stok, exceptions
                     ):
                         continue
-                    emit(rule, min(fs, ss), max(fe, se))
+                    emit(rules[index], min(fs, ss), max(fe, se))
                     matched = True
                     break
                 if matched:
@@ -1022,20 +1024,16 @@ class _Evaluation:
             else [c for c in raw_cues if c.end > boundary or c.cls in _CARRIED_CUES]
         )
         # Negation scope is costly; only work it out for cues that could take part in a
-        # finding: those in some intent pattern (ignoring negation), and recommendations when
-        # suitability is checked. Neutral and unsuitable cues count negated or not.
-        classes = cues_by_class(kept)
-        paired = paired_in(classes, self.scan) if self.engine.intent_tier is not None else set()
-        optimistic = bool(paired)
-        suitability = self.level is not None and bool(products)
-        if not optimistic and not suitability:
-            return
+        # finding: those about to complete an intent pattern (findings_unless asks), and
+        # recommendations when suitability is checked. Neutral and unsuitable cues count
+        # negated or not.
         negated, refuted = self._negated, self._refuted
-        findings: list[IntentFinding] = []
-        if optimistic:
-            cancelled = {c for c in paired if negated(c.start) or refuted(c.end)}
-            findings = findings_in(without(classes, cancelled) if cancelled else classes, self.scan)
         engine = self.engine
+        findings: list[IntentFinding] = []
+        if engine.intent_tier is not None:
+            findings = findings_unless(
+                cues_by_class(kept), self.scan, lambda c: negated(c.start) or refuted(c.end)
+            )
         for finding in findings:
             if finding.end <= self.boundary:
                 continue

@@ -5,7 +5,7 @@ Cue words are found by the engine's automaton; this module scores their order an
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 # Cue classes. Each word is folded by the engine before it becomes an automaton key.
@@ -333,7 +333,9 @@ def paired_in(classes: CueClasses, text: str) -> set[Cue]:
     return out
 
 
-def _followed_by(out: set[Cue], firsts: Sequence[Cue], seconds: Sequence[Cue], gap: int, text: str) -> None:
+def _followed_by(
+    out: set[Cue], firsts: Sequence[Cue], seconds: Sequence[Cue], gap: int, text: str
+) -> None:
     """Add each first cue followed within `gap` characters, only fillers between, by a second."""
     for a in firsts:
         for b in seconds:
@@ -385,6 +387,91 @@ def findings_in(classes: CueClasses, text: str) -> list[IntentFinding]:
     for u in urge:
         for g in gain + certain:
             if 0 <= g.start - u.end <= URGE_GAP or 0 <= u.start - g.end <= URGE_GAP:
+                found.append(
+                    IntentFinding(
+                        "inducing_trades", min(u.start, g.start), max(u.end, g.end), "urge+gain"
+                    )
+                )
+                break
+    return found
+
+
+def findings_unless(
+    classes: CueClasses, text: str, cancelled: Callable[[Cue], bool]
+) -> list[IntentFinding]:
+    """``findings_in(without(classes, {c for c in paired_in(classes, text) if cancelled(c)}),
+    text)`` in one pass: a cue's ``cancelled`` (negation scope, which the engine works out
+    per position) is asked only when the cue is about to complete a pattern, so the pairs are
+    not searched twice and cues that never pair are never asked about.
+
+    Same result because a cancelled cue takes part in no pattern: where ``findings_in`` takes
+    the first live partner in order, this skips cancelled partners and drops a first cue
+    that turns out cancelled.
+    """
+    certain, gain, assure, lead, urge = classes
+    found: list[IntentFinding] = []
+    if gain:
+        for c in certain:
+            for g in gain:
+                if 0 <= g.start - c.end <= CERTAIN_GAIN_GAP and GAP_FILLER.issuperset(
+                    text[c.end : g.start]
+                ):
+                    if cancelled(c):
+                        break
+                    if cancelled(g):
+                        continue
+                    found.append(IntentFinding("promise_returns", c.start, g.end, "certain+gain"))
+                    break
+        if assure:
+            for g in gain:
+                for a in assure:
+                    if 0 <= a.start - g.end <= GAIN_ASSURE_GAP and GAP_FILLER.issuperset(
+                        text[g.end : a.start]
+                    ):
+                        if cancelled(g):
+                            break
+                        if cancelled(a):
+                            continue
+                        found.append(
+                            IntentFinding("promise_returns", g.start, a.end, "gain+assure")
+                        )
+                        break
+    gains = gain + certain if lead or urge else gain
+    for ld in lead:
+        dead: bool | None = None
+        for g in gains:
+            if 0 <= g.start - ld.end <= LEAD_GAP:
+                if dead is None:
+                    dead = cancelled(ld)
+                if dead:
+                    break
+                if cancelled(g):
+                    continue
+                found.append(IntentFinding("promise_returns", ld.start, g.end, "lead+gain"))
+                break
+        if dead:
+            continue
+        for u in urge:
+            if abs(u.start - ld.end) <= LEAD_GAP:
+                if dead is None:
+                    dead = cancelled(ld)
+                if dead:
+                    break
+                if cancelled(u):
+                    continue
+                found.append(
+                    IntentFinding(
+                        "inducing_trades", min(ld.start, u.start), max(ld.end, u.end), "lead+urge"
+                    )
+                )
+                break
+    for u in urge:
+        for g in gains:
+            if 0 <= g.start - u.end <= URGE_GAP or 0 <= u.start - g.end <= URGE_GAP:
+                if cancelled(u):
+                    break
+                if cancelled(g):
+                    continue
                 found.append(
                     IntentFinding(
                         "inducing_trades", min(u.start, g.start), max(u.end, g.end), "urge+gain"

@@ -3,7 +3,15 @@
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from compliance.intent import Cue, cues_by_class, findings_in, paired_cues, score_intent, without
+from compliance.intent import (
+    Cue,
+    cues_by_class,
+    findings_in,
+    findings_unless,
+    paired_cues,
+    score_intent,
+    without,
+)
 
 TEXT = "会能要我们一定会大涨的明天给您回复收益情况跟着我买赶紧上车没问题"
 
@@ -47,6 +55,50 @@ def test_dropping_negated_cues_from_the_sorted_lists_scores_like_negating_them(
     assert findings_in(without(cues_by_class(cues), dropped), TEXT) == score_intent(
         _negate(cues, which), TEXT
     )
+
+
+# Fillers only, and cues packed into its first characters, so that a cue often has several
+# partners in reach and skipping a cancelled one (or dropping a cancelled first cue) matters.
+FILLER_TEXT = ("会能要可以是够让给帮带您你们" * 3)[: len(TEXT)]
+_packed_cues = st.lists(
+    st.builds(
+        lambda cls, start, length: Cue(cls, start, start + length, False),
+        st.sampled_from(("certain", "gain", "assure", "lead", "urge", "neutral")),
+        st.integers(0, 12),
+        st.integers(1, 2),
+    ),
+    max_size=10,
+    unique=True,
+)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(
+    st.one_of(
+        st.tuples(_cues, st.just(TEXT)),
+        st.tuples(_packed_cues, st.just(FILLER_TEXT)),
+    ),
+    st.sets(st.integers(0, 11)),
+)
+def test_asking_about_cancellation_while_pairing_finds_what_dropping_the_cancelled_does(
+    cues_and_text: tuple[list[Cue], str], cancelled: set[int]
+) -> None:
+    cues, text = cues_and_text
+    # The engine's path: findings_unless asks whether a cue is cancelled (negation scope) only
+    # when it is about to complete a pattern, instead of asking for every paired cue first.
+    dead = {c for i, c in enumerate(cues) if i in cancelled}
+    asked: list[Cue] = []
+
+    def is_cancelled(cue: Cue) -> bool:
+        asked.append(cue)
+        return cue in dead
+
+    classes = cues_by_class(cues)
+    paired = paired_cues(cues, text)
+    assert findings_unless(classes, text, is_cancelled) == findings_in(
+        without(classes, {c for c in paired if c in dead}), text
+    )
+    assert set(asked) <= paired
 
 
 def test_a_gain_far_from_any_certainty_is_not_paired() -> None:
