@@ -35,6 +35,11 @@ class ScoringWeights:
     entry_cover: float = 0.3  # weight of "the entry's wordings together cover the query's words"
     candidates: int = 24  # wordings re-ranked with rapidfuzz
     long_posting: int = 256  # posting lists longer than this never create candidates
+    # Lists longer than this (the common words of a small KB: 基金, 股票, 多少) create no
+    # candidates once there are `candidates` and the features still to come weigh less than
+    # `common_share` of the query: they only add to the candidates there are.
+    common_posting: int = 48
+    common_share: float = 0.2
     max_candidates: int = 300  # candidates kept before long lists are consulted
     max_df_ratio: float = 0.3  # features in more entries than this are treated as stopwords
 
@@ -269,11 +274,20 @@ class QuestionIndex:
                 q_words[f] = info[3]
                 q_word_mass += info[3]
             present.append((len(info[0]), info[4], f, w))
-        # Rarest features first: they create the candidates. Long posting lists (common words
-        # of a big KB) only add to candidates that already exist, found through each
-        # candidate's own list of long features, so a query never scans them. Features that
-        # share a posting list are next to each other and walk it once.
+        # Rarest features first: they create the candidates. Common features (posting lists
+        # longer than `common_posting`) create candidates only while there are fewer than
+        # `candidates`; after that they only add to the candidates there are. Long posting lists
+        # (common words of a big KB) only add to candidates that already exist, found through
+        # each candidate's own list of long features, so a query never scans them. Features
+        # that share a posting list are next to each other and walk it once; every wording's
+        # sum runs in `present` order (the order of a sum decides the last bit of the score).
         present.sort()
+        # The query weight of the features from each position on (a wording holding only
+        # those could share at most that much with the query).
+        rest = [0.0] * (len(present) + 1)
+        for j in range(len(present) - 1, -1, -1):
+            rest[j] = rest[j + 1] + present[j][3]
+        common_rest = wt.common_share * q_mass
         acc: dict[int, float] = {}
         deferred: list[str] = []
         i = 0
@@ -285,36 +299,50 @@ class QuestionIndex:
                 deferred.append(f)
                 continue
             docs, dw = known[f][:2]
-            if i < n_present and present[i][1] == number:
+            weights = [dw]
+            while i < n_present and present[i][1] == number:
                 # The same list again: add each weight in turn, as separate walks would.
-                weights = [dw]
-                while i < n_present and present[i][1] == number:
-                    weights.append(known[present[i][2]][1])
-                    i += 1
-                if not acc:
-                    total = 0.0
-                    for weight in weights:
-                        total += weight
-                    acc = dict.fromkeys(docs, total)
-                    continue
-                get = acc.get
-                if len(weights) == 2:
-                    dw, dw2 = weights
-                    for doc in docs:
-                        acc[doc] = get(doc, 0.0) + dw + dw2
-                else:
-                    for doc in docs:
-                        total = get(doc, 0.0)
-                        for weight in weights:
-                            total += weight
-                        acc[doc] = total
-                continue
+                weights.append(known[present[i][2]][1])
+                i += 1
             if not acc:
-                acc = dict.fromkeys(docs, dw)  # 0.0 + dw is dw
+                total = 0.0
+                for weight in weights:
+                    total += weight
+                acc = dict.fromkeys(docs, total)
                 continue
             get = acc.get
-            for doc in docs:
-                acc[doc] = get(doc, 0.0) + dw
+            if (
+                length > wt.common_posting
+                and len(acc) >= wt.candidates
+                and rest[i - len(weights)] < common_rest
+            ):
+                # Only wordings that are candidates already.
+                if len(weights) == 1:
+                    for doc in docs:
+                        so_far = get(doc)
+                        if so_far is not None:
+                            acc[doc] = so_far + dw
+                else:
+                    for doc in docs:
+                        so_far = get(doc)
+                        if so_far is not None:
+                            for weight in weights:
+                                so_far += weight
+                            acc[doc] = so_far
+                continue
+            if len(weights) == 1:
+                for doc in docs:
+                    acc[doc] = get(doc, 0.0) + dw
+            elif len(weights) == 2:
+                dw2 = weights[1]
+                for doc in docs:
+                    acc[doc] = get(doc, 0.0) + dw + dw2
+            else:
+                for doc in docs:
+                    total = get(doc, 0.0)
+                    for weight in weights:
+                        total += weight
+                    acc[doc] = total
         if deferred:
             if len(acc) > wt.max_candidates:
                 kept = heapq.nlargest(wt.max_candidates, acc.items(), key=itemgetter(1))

@@ -246,3 +246,37 @@ def test_long_posting_lists_reach_candidates_through_their_wordings(
     for entry in demo_kb.entries[:60]:
         found += bot.rank(entry.question, 1)[0].entry.id == entry.id
     assert found >= 55  # its own standard question, even with most features deferred
+
+
+def test_common_lists_add_to_candidates_what_a_full_walk_adds(
+    demo_kb: KnowledgeBase, demo_bot: Bot, demo_texts: list[str]
+) -> None:
+    # Common features (long lists of a small KB) create no candidates once there are enough,
+    # but the candidates they reach get every weight, in the same order as when every list
+    # creates candidates: a wording found by both scores the same to the last bit.
+    full_walk = Bot(
+        demo_kb,
+        BotConfig(weights=ScoringWeights(common_posting=UNPRUNED)),
+        normalizer=demo_bot.normalizer,
+        extractor=demo_bot.extractor,
+    )._index
+    index = demo_bot._index
+    assert index.weights.common_posting < max(len(info[0]) for info in index._features.values())
+    same = differ = 0
+    for text in demo_texts:
+        query = index.analyze(demo_bot.normalize(text))
+        full = {(m.entry.id, m.wording): m for m in full_walk.search_query(query, limit=10)}
+        for m in index.search_query(query, limit=10):
+            other = full.get((m.entry.id, m.wording))
+            if other is not None:
+                assert (m.score, m.overlap, m.ratio, m.partial, m.coverage) == (
+                    other.score,
+                    other.overlap,
+                    other.ratio,
+                    other.partial,
+                    other.coverage,
+                ), text
+                same += 1
+            else:
+                differ += 1
+    assert same > 10 * differ  # the cut changes the lower places of a few rankings only
