@@ -84,8 +84,9 @@ def _passed(text: str) -> Verdict:
     return verdict
 
 
-# Payload kinds stored in the automaton.
-_TERM, _FIRST, _SECOND, _EXC, _CUE, _PRODUCT = range(6)
+# Payload kinds stored in the automaton. _REFUTER keys are the refuting predicates of
+# _REFUTED_BY: a message none of them occurs in needs no refutation test at all.
+_TERM, _FIRST, _SECOND, _EXC, _CUE, _PRODUCT, _REFUTER = range(7)
 
 # Negation scope: a negator directly before the matched term, with at most a few filler words
 # between (不承诺保本, 无法对收益作任何保证), and no clause punctuation in the original between.
@@ -268,13 +269,14 @@ _VALIDATED_ASCII = {c: None for c in range(128) if not chr(c).isdigit() and chr(
 
 _ROLE_INDEX = {role: i for i, role in enumerate(ROLES)}
 # Entries kept for every role: they only refine hits of active rules, or are role-free.
-_ROLELESS = frozenset({_EXC, _CUE, _PRODUCT})
+_ROLELESS = frozenset({_EXC, _CUE, _PRODUCT, _REFUTER})
 # Bit layout of a key mask: flags, then one bit per cue class, then one bit per rule for near
 # "first" groups, then one per rule for "second" groups.
 _ANY_TERM = 1
 _ANY_PRODUCT = 2
 _ANY_EXCEPTION = 4
-_CUE_SHIFT = 3
+_ANY_REFUTER = 8
+_CUE_SHIFT = 4
 _CUE_FULL = (1 << len(CUES)) - 1
 _FIRST_SHIFT = _CUE_SHIFT + len(CUES)
 
@@ -368,6 +370,10 @@ class ComplianceEngine:
         for p_index, product in enumerate(self.products):
             for name in product.names:
                 add(self._fold(name), (_PRODUCT, p_index, False))
+        for predicate in _REFUTED_BY:
+            # Folding leaves every predicate as it is (tested), so the key matches wherever
+            # _REFUTATION's literal can.
+            add(self._fold(predicate), (_REFUTER, 0, False))
         active_by_role = [self._active[role] for role in ROLES]
         # Near rules get compact ordinals so key masks stay small ints however many rules exist.
         near_ordinal = {
@@ -479,7 +485,9 @@ class ComplianceEngine:
             intent=role != "investor" and found.intent_possible(level),
             suitability=level is not None and found.any_product,
         )
-        hits = _Evaluation(self, text, scan, boundary, role, level, marked, clauses).run(found)
+        hits = _Evaluation(
+            self, text, scan, boundary, role, level, marked, clauses, bool(acc & _ANY_REFUTER)
+        ).run(found)
         hits.extend(regex_hits)
         if not hits:
             return _passed(text)
@@ -582,6 +590,8 @@ def _key_mask(entries: tuple[tuple[int, int, int], ...], near_ordinal: dict[int,
             mask |= _ANY_PRODUCT
         elif kind == _EXC:
             mask |= _ANY_EXCEPTION
+        elif kind == _REFUTER:
+            mask |= _ANY_REFUTER
         elif kind == _CUE:
             mask |= 1 << (_CUE_SHIFT + index)
         elif kind == _FIRST:
@@ -779,6 +789,7 @@ class _Evaluation:
         "level",
         "marked",
         "clauses",
+        "refutable",
         "_offsets",
         "_negated_at",
         "_refuted_at",
@@ -794,8 +805,12 @@ class _Evaluation:
         level: int | None,
         marked: str,
         clauses: str | None,
+        refutable: bool,
     ) -> None:
         self.engine = engine
+        # Whether a refuting predicate occurs anywhere in the scanned text: _REFUTATION needs
+        # one after the term, so without any the answer is no.
+        self.refutable = refutable
         self.marked = marked
         self.clauses = clauses
         self.text = text
@@ -971,7 +986,7 @@ class _Evaluation:
         refuting predicate must close the clause (or the message), so 保本，不可能亏 (a promise)
         is not taken for a refutation.
         """
-        if end <= self.boundary:
+        if end <= self.boundary or not self.refutable:
             return False
         known = self._refuted_at.get(end)
         if known is not None:

@@ -240,6 +240,26 @@ def test_negation_after_the_term_and_lookalikes_pass(engine: ComplianceEngine, t
     assert engine.check(text, "advisor").tier is Tier.PASS, text
 
 
+def test_refuting_predicates_are_automaton_keys_as_written() -> None:
+    # check() skips every refutation test when no _REFUTER key matched the scanned text; that
+    # is sound only if each key is the very literal _REFUTATION looks for, i.e. folding leaves
+    # the predicate as it is.
+    from compliance.engine import _REFUTED_BY
+    from compliance.normalize import default_normaliser
+
+    fold = default_normaliser().fold
+    assert [p for p in _REFUTED_BY if fold(p) != p] == []
+
+
+def test_refutation_in_the_previous_message_does_not_refute_this_one(
+    engine: ComplianceEngine,
+) -> None:
+    # The predicate key is found in the window (so the shortcut lets the test run); the
+    # refutation must still follow the term in this message.
+    assert engine.check("保本", "advisor", previous=("都是骗子",)).tier is Tier.BLOCK
+    assert engine.check("保本是骗人的", "advisor", previous=("你好",)).tier is Tier.PASS
+
+
 @pytest.mark.parametrize(
     "text",
     [
