@@ -21,9 +21,10 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import orjson
-from sqlalchemy import JSON, String, and_, any_, bindparam, event, func, or_, select, tuple_, update
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import JSON, and_, bindparam, event, func, or_, select, tuple_, update
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -256,6 +257,9 @@ class SQLStore:
         self.engine: AsyncEngine = self._create_engine(url)
         self._queue: asyncio.Queue[_Append] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
+        # The group commit's own connection (SQLite: a thread; PostgreSQL: asyncpg), set by
+        # start(); without one the writer goes through the engine like every other write.
+        self._raw: _RawWriter | _PgWriter | None = None
         self._write_lock = asyncio.Lock()
         self.breaker = CircuitBreaker()
         # Conversation rows by id, off unless cache_conversations() is called (one node only).
@@ -496,6 +500,24 @@ class SQLStore:
             _fail([item], exc)
 
     async def _commit_batch(self, items: list[_Append]) -> None:
+        raw = self._raw
+        if raw is None:
+            await self._commit_batch_on_engine(items)
+            return
+        self.breaker.check()
+        try:
+            async with self._write_guard():
+                batch, rows = await raw.commit(items)
+        except raw.CONFLICTS as exc:
+            self.breaker.succeeded()
+            raise IntegrityError("group commit", None, exc) from exc
+        except raw.FAILURES as exc:
+            self.breaker.failed()
+            raise StorageUnavailable(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from exc
+        self.breaker.succeeded()
+        self._batch_committed(batch, rows)
+
+    async def _commit_batch_on_engine(self, items: list[_Append]) -> None:
         async with self.write(conversation_rows=False) as conn:
             batch = _Batch.plan(items, await self._existing_by_client_id(conn, _Batch.client_keys(items)))
             rows = None
@@ -1104,7 +1126,6 @@ class SqliteStore(SQLStore):
     def __init__(self, url: str, *, batch_max: int = 256, gather_s: float = 0.0, busy_timeout_s: float = 30.0):
         self.busy_timeout_s = busy_timeout_s  # how long a write waits for another process's lock
         self._path = url.split("///", 1)[1] if "///" in url else ""
-        self._raw: _RawWriter | None = None
         self._checkpointer: _Checkpointer | None = None
         super().__init__(url, batch_max=batch_max, gather_s=gather_s)
 
@@ -1146,23 +1167,9 @@ class SqliteStore(SQLStore):
             self._checkpointer = None
 
     async def _commit_batch(self, items: list[_Append]) -> None:
-        if self._raw is None:
-            await super()._commit_batch(items)
-            return
-        self.breaker.check()
-        try:
-            async with self._write_lock:
-                batch, rows = await self._raw.commit(items)
-        except sqlite3.IntegrityError as exc:
-            self.breaker.succeeded()
-            raise IntegrityError("group commit", None, exc) from exc
-        except (sqlite3.Error, OSError) as exc:
-            self.breaker.failed()
-            raise StorageUnavailable(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from exc
-        self.breaker.succeeded()
+        await super()._commit_batch(items)
         if self._checkpointer is not None:
             self._checkpointer.due()
-        self._batch_committed(batch, rows)
 
     def _begin(self) -> Any:
         return self.engine.execution_options(sqlite_immediate=True).begin()
@@ -1272,8 +1279,8 @@ class _Checkpointer(_SqliteThread):
 class _RawWriter(_SqliteThread):
     """A thread holding a plain sqlite3 connection; each batch is one call and one transaction."""
 
-    _MESSAGE_COLUMNS = ("id", "conversation_id", "seq", "sender_id", "sender_role", "sender_name", "kind",
-                        "text", "verdict", "created_at", "client_id", "meta", "hash")
+    CONFLICTS: tuple[type[BaseException], ...] = (sqlite3.IntegrityError,)
+    FAILURES: tuple[type[BaseException], ...] = (sqlite3.Error, OSError)
     _CHUNK = 400  # bound parameters per IN (...) list, well under SQLite's limit
 
     def __init__(self, path: str, busy_timeout_s: float) -> None:
@@ -1323,7 +1330,7 @@ class _RawWriter(_SqliteThread):
         # would scan the whole messages table on every batch.
         found: dict[tuple[str, str], StoredMessage] = {}
         unique = sorted(set(keys))
-        columns = ", ".join(f"m.{c}" for c in self._MESSAGE_COLUMNS)
+        columns = ", ".join(f"m.{c}" for c in _MESSAGE_COLUMNS)
         for start in range(0, len(unique), self._CHUNK // 2):
             chunk = unique[start:start + self._CHUNK // 2]
             rows = db.execute(
@@ -1331,9 +1338,8 @@ class _RawWriter(_SqliteThread):
                 "JOIN messages AS m ON m.sender_id = k.column1 AND m.client_id = k.column2",
                 [value for key in chunk for value in key])
             for row in rows:
-                record = dict(zip(self._MESSAGE_COLUMNS, row, strict=True))
-                record["meta"] = orjson.loads(record["meta"]) if record["meta"] is not None else None
-                found[(record["sender_id"], record["client_id"])] = StoredMessage(**record, duplicate=True)
+                stored = _raw_duplicate(row)
+                found[(stored.sender_id, stored.client_id or "")] = stored
         return found
 
     def _heads(self, db: sqlite3.Connection, ids: set[str]) -> dict[str, tuple[int, str]]:
@@ -1376,25 +1382,52 @@ class _RawInsert:
                           if c.default is not None and getattr(c.default, "is_scalar", False)}
         self._json = {c.name for c in table.columns if isinstance(c.type, JSON)}
 
-    def run(self, db: sqlite3.Connection, rows: list[dict[str, Any]]) -> None:
-        if not rows:
-            return
+    def values(self, rows: list[dict[str, Any]]) -> tuple[list[str], list[list[Any]]]:
+        """The column names and each row's values, defaults filled in, JSON as SQLAlchemy binds
+        it on both databases: text, None as 'null'."""
         names = list(dict.fromkeys([*rows[0], *self._defaults]))
         defaults = [self._defaults.get(n) for n in names]
         encoded = [i for i, n in enumerate(names) if n in self._json]
-        values: list[Any] = []
+        values: list[list[Any]] = []
         for r in rows:
             row = [r.get(n, d) for n, d in zip(names, defaults, strict=True)]
-            for i in encoded:  # JSON as SQLAlchemy binds it on SQLite: text, None as 'null'
+            for i in encoded:
                 row[i] = orjson.dumps(row[i]).decode()
-            values.extend(row)
+            values.append(row)
+        return names, values
+
+    def run(self, db: sqlite3.Connection, rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        names, values = self.values(rows)
+        flat = [v for row in values for v in row]
         # Multi-row INSERTs: one SQLite step (one GIL round trip) per statement, not per row.
         per_row = f"({', '.join('?' * len(names))})"
         rows_per_statement = max(1, _SQLITE_MAX_VARIABLES // len(names))
         for start in range(0, len(rows), rows_per_statement):
             count = min(rows_per_statement, len(rows) - start)
             db.execute(f"INSERT INTO {self._table.name} ({', '.join(names)}) VALUES {', '.join([per_row] * count)}",
-                       values[start * len(names):(start + count) * len(names)])
+                       flat[start * len(names):(start + count) * len(names)])
+
+    async def run_pg(self, conn: asyncpg.Connection, rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        names, values = self.values(rows)
+        # asyncpg sends every row of an executemany in one round trip.
+        await conn.executemany(f"INSERT INTO {self._table.name} ({', '.join(names)}) "
+                               f"VALUES ({', '.join(f'${i}' for i in range(1, len(names) + 1))})", values)
+
+
+# The columns a resent message's stored row is read back with.
+_MESSAGE_COLUMNS = ("id", "conversation_id", "seq", "sender_id", "sender_role", "sender_name", "kind",
+                    "text", "verdict", "created_at", "client_id", "meta", "hash")
+
+
+def _raw_duplicate(row: Sequence[Any]) -> StoredMessage:
+    """A stored message read back by a raw writer (columns as _MESSAGE_COLUMNS, meta as JSON text)."""
+    record = dict(zip(_MESSAGE_COLUMNS, row, strict=True))
+    record["meta"] = orjson.loads(record["meta"]) if record["meta"] is not None else None
+    return StoredMessage(**record, duplicate=True)
 
 
 def _raw_value(table: Any, name: str, value: Any) -> Any:
@@ -1413,33 +1446,18 @@ class PostgresStore(SQLStore):
 
     def _create_engine(self, url: str) -> AsyncEngine:
         return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True,
-                                   connect_args={"timeout": 5, "command_timeout": 30})
+                                   connect_args={"timeout": PG_CONNECT_TIMEOUT_S, "command_timeout": PG_COMMAND_TIMEOUT_S})
 
-    # The group commit's two lookups take arrays, so each is one statement whatever the batch
-    # size: an IN list renders one statement per count, and asyncpg prepares each anew (a
-    # round trip and a server-side plan) once they overflow its cache of 100 statements.
-    _KEYS = (func.unnest(bindparam("senders", type_=ARRAY(String)), bindparam("clients", type_=ARRAY(String)))
-             .table_valued("sender_id", "client_id").render_derived(name="k"))
-    _EXISTING = select(t.messages).join(_KEYS, and_(t.messages.c.sender_id == _KEYS.c.sender_id,
-                                                     t.messages.c.client_id == _KEYS.c.client_id))
-    _LOCK_HEADS = (
-        select(t.conversations.c.id, t.conversations.c.last_seq, t.conversations.c.last_hash)
-        .where(t.conversations.c.id == any_(bindparam("ids", type_=ARRAY(String))))
-        .order_by(t.conversations.c.id)  # two nodes locking the same rows take them in one order
-        .with_for_update()
-    )
+    async def start(self) -> None:
+        await self.migrate()
+        self._raw = _PgWriter(self.url)
+        self._writer = asyncio.create_task(self._write_loop(), name="store-writer")
 
-    async def _existing_by_client_id(
-        self, conn: AsyncConnection, keys: list[tuple[str, str]]
-    ) -> dict[tuple[str, str], StoredMessage]:
-        if not keys:
-            return {}
-        rows = await conn.execute(self._EXISTING, {"senders": [k[0] for k in keys], "clients": [k[1] for k in keys]})
-        return {(r.sender_id, r.client_id): _as_duplicate(_message(r)) for r in rows}
-
-    async def _lock_conversations(self, conn: AsyncConnection, ids: list[str]) -> dict[str, tuple[int, str]]:
-        rows = await conn.execute(self._LOCK_HEADS, {"ids": ids})
-        return {r.id: (r.last_seq, r.last_hash) for r in rows}
+    async def close(self) -> None:
+        await super().close()  # drains the writer first
+        if self._raw is not None:
+            await self._raw.close()
+            self._raw = None
 
     async def migrate(self) -> None:
         from sqlalchemy import text
@@ -1466,6 +1484,93 @@ class PostgresStore(SQLStore):
             finally:
                 await conn.execute(text("SELECT pg_advisory_unlock(7351101)"))
                 await conn.commit()
+
+
+class _PgWriter:
+    """The group commit on an asyncpg connection of its own: no pool checkout and ping per
+    batch, no SQLAlchemy compile and greenlet hop per statement (together about half of the
+    writer's time on the event loop under load, docs/benchmarks/pipeline.md, sixth session).
+
+    A batch is one transaction of a fixed set of statements whatever its size (arrays and
+    executemany), each prepared once by asyncpg. The connection opens on the first batch and is
+    dropped after any failure, so the next batch after an outage connects afresh.
+    """
+
+    CONFLICTS: tuple[type[BaseException], ...] = (asyncpg.UniqueViolationError,)
+    FAILURES: tuple[type[BaseException], ...] = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+
+    _EXISTING = (f"SELECT {', '.join(f'm.{c}' for c in _MESSAGE_COLUMNS)} "
+                 "FROM unnest($1::text[], $2::text[]) AS k(sender_id, client_id) "
+                 "JOIN messages AS m ON m.sender_id = k.sender_id AND m.client_id = k.client_id")
+    # Sorted, so two nodes locking the same rows always take them in the same order.
+    _LOCK_HEADS = "SELECT id, last_seq, last_hash FROM conversations WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE"
+    _MOVE_HEADS = ("UPDATE conversations AS c SET last_seq = v.seq, last_hash = v.hash "
+                   "FROM unnest($1::text[], $2::bigint[], $3::text[]) AS v(id, seq, hash) WHERE c.id = v.id")
+    _FILE_REPLY = "UPDATE unanswered SET advisor_reply = $1 WHERE conversation_id = $2 AND advisor_reply IS NULL"
+
+    def __init__(self, url: str) -> None:
+        self._dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+        self._conn: asyncpg.Connection | None = None
+        self._inserts = {table.name: _RawInsert(table)
+                         for table in (t.messages, t.alerts, t.channel_deliveries, t.holds)}
+        self._json_columns = {c.name for c in t.conversations.columns if isinstance(c.type, JSON)}
+
+    async def commit(self, items: list[_Append]) -> tuple[_Batch, _Rows | None]:
+        try:
+            if self._conn is None:
+                self._conn = await asyncpg.connect(self._dsn, timeout=PG_CONNECT_TIMEOUT_S,
+                                                   command_timeout=PG_COMMAND_TIMEOUT_S)
+            async with self._conn.transaction():
+                return await self._commit(self._conn, items)
+        except self.CONFLICTS:
+            raise
+        except BaseException:
+            # Whatever broke (the server, the network, a timeout, a cancel mid-statement), the
+            # next batch starts on a new connection rather than one in an unknown state.
+            await self.close()
+            raise
+
+    async def _commit(self, conn: asyncpg.Connection, items: list[_Append]) -> tuple[_Batch, _Rows | None]:
+        keys = _Batch.client_keys(items)
+        existing: dict[tuple[str, str], StoredMessage] = {}
+        if keys:
+            for row in await conn.fetch(self._EXISTING, [k[0] for k in keys], [k[1] for k in keys]):
+                stored = _raw_duplicate(tuple(row))
+                existing[(stored.sender_id, stored.client_id or "")] = stored
+        batch = _Batch.plan(items, existing)
+        rows = None
+        if batch.fresh:
+            ids = sorted({m.conversation_id for m in batch.fresh_messages})
+            heads = {r["id"]: (r["last_seq"], r["last_hash"]) for r in await conn.fetch(self._LOCK_HEADS, ids)}
+            rows = _Rows.build(batch.fresh_messages, heads)
+            await self._inserts["messages"].run_pg(conn, rows.messages)
+            moved = list(rows.heads.items())
+            await conn.execute(self._MOVE_HEADS, [cid for cid, _ in moved], [seq for _, (seq, _h) in moved],
+                               [digest for _, (_s, digest) in moved])
+            await self._inserts["alerts"].run_pg(conn, rows.alerts)
+            await self._inserts["channel_deliveries"].run_pg(conn, rows.deliveries)
+            await self._inserts["holds"].run_pg(conn, rows.holds)
+        for m, values in batch.riders:
+            values = {"updated_at": m.created_at, **values}
+            names = list(values)
+            await conn.execute(
+                f"UPDATE conversations SET {', '.join(f'{n} = ${i}' for i, n in enumerate(names, 1))} "
+                f"WHERE id = ${len(names) + 1}",
+                *[orjson.dumps(values[n]).decode() if n in self._json_columns else values[n] for n in names],
+                m.conversation_id)
+        if batch.replies_to_file:
+            await conn.executemany(self._FILE_REPLY, [(r["reply"], r["cid"]) for r in batch.replies_to_file])
+        return batch, rows
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None and not conn.is_closed():
+            conn.terminate()
+
+
+# The writer's connection, as the engine's: fail fast when the server is away.
+PG_CONNECT_TIMEOUT_S = 5.0
+PG_COMMAND_TIMEOUT_S = 30.0
 
 
 def open_store(url: str, *, batch_max: int = 256, gather_s: float = 0.0) -> SQLStore:

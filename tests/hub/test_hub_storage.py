@@ -409,7 +409,7 @@ def _messages_in_database_file(path) -> int:
     db = sqlite3.connect(f"file:{path}?immutable=1", uri=True)
     try:
         return db.execute("SELECT count(*) FROM messages").fetchone()[0]
-    except sqlite3.OperationalError:  # not even the schema has been copied there yet
+    except sqlite3.DatabaseError:  # not even the schema copied there yet, or a copy under way
         return 0
     finally:
         db.close()
@@ -476,28 +476,50 @@ def test_ids_are_time_ordered_unique_and_keep_80_random_bits():
 
 
 async def test_postgres_group_commit_uses_one_statement_whatever_the_batch_size(pg_url: str):
-    """The writer's lookups take arrays: an IN list would be a new statement for every batch
-    size, prepared anew each time once asyncpg's statement cache overflows."""
-    from sqlalchemy import event
-
+    """The writer binds arrays and executemany: an IN list or a multi-row VALUES would be a new
+    statement for every batch size, prepared anew each time once asyncpg's cache overflows."""
     s = open_store(pg_url, batch_max=256)
     await s.start()
-    selects: set[str] = set()
-
-    def seen(_conn, _cursor, statement, *_args):
-        if statement.lstrip().upper().startswith("SELECT"):
-            selects.add(statement)
-
     try:
         cids = [await conversation(s) for _ in range(40)]
-        event.listen(s.engine.sync_engine, "before_cursor_execute", seen)
+        prepared: list[set[str]] = []
         for size in (1, 7, 40):
             stored = await asyncio.gather(*(s.append(message(cids[i], f"第{size}批", client_id=f"b{size}-{i}"))
                                              for i in range(size)))
             assert all(not m.duplicate for m in stored)
+            writer = s._raw._conn  # the group commit's own connection
+            prepared.append({r["statement"] for r in await writer.fetch("SELECT statement FROM pg_prepared_statements")})
         resent = await s.append(message(cids[0], "第1批", client_id="b1-0"))
-        assert resent.duplicate
-        assert len(selects) == 2, selects  # the duplicate lookup and the heads' lock, once each
+        assert resent.duplicate and resent.text == "第1批" and resent.seq == 1
+        assert prepared[0] == prepared[1] == prepared[2], prepared  # no statement per batch size
+        assert any("FOR UPDATE" in p for p in prepared[0]) and any("INSERT INTO messages" in p for p in prepared[0])
+        assert await s.verify_chains() == []
     finally:
-        event.remove(s.engine.sync_engine, "before_cursor_execute", seen)
+        await s.close()
+
+
+async def test_postgres_writer_connection_killed_fails_that_batch_unacked_then_reconnects(pg_url: str):
+    """The group commit's own connection dies (server restart, network): the batch it carried is
+    not acknowledged, and the client's retry commits once on a new connection."""
+    import asyncpg
+
+    s = open_store(pg_url)
+    await s.start()
+    try:
+        cid = await conversation(s)
+        first = await s.append(message(cid, "之前", client_id="k-0"))
+        old_pid = s._raw._conn.get_server_pid()
+        admin = await asyncpg.connect(pg_url.replace("+asyncpg", ""))
+        try:
+            assert await admin.fetchval("SELECT pg_terminate_backend($1)", old_pid)
+        finally:
+            await admin.close()
+        with pytest.raises(StorageUnavailable):
+            await s.append(message(cid, "断线时", client_id="k-1"))
+        retried = await s.append(message(cid, "断线时", client_id="k-1"))  # the client's retry
+        assert not retried.duplicate and retried.seq == first.seq + 1
+        assert s._raw._conn.get_server_pid() != old_pid
+        assert [m.text for m in await s.messages_after(cid, 0)] == ["之前", "断线时"]
+        assert await s.verify_chains() == []
+    finally:
         await s.close()
