@@ -380,9 +380,11 @@ class ComplianceEngine:
             index: n for n, index in enumerate(i for i, r in enumerate(self._rules) if r.near)
         }
         self._near_count = len(near_ordinal)
-        # (within, ordered) by rule index, read once per near rule a message pairs.
-        self._near_params = tuple(
-            (r.near.within, r.near.ordered) if r.near is not None else None for r in self._rules
+        # (within, ordered) by rule index, read once per near rule a message pairs ((0, False)
+        # for the rules without a near pattern: never read).
+        self._near_params: tuple[tuple[int, bool], ...] = tuple(
+            (r.near.within, r.near.ordered) if r.near is not None else (0, False)
+            for r in self._rules
         )
         # Per role, indexed by the automaton's pattern index: the key's mask and its payload.
         masks: list[list[int]] = [[] for _ in ROLES]
