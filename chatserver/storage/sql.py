@@ -23,7 +23,21 @@ from typing import Any
 
 import asyncpg
 import orjson
-from sqlalchemy import JSON, and_, bindparam, event, func, or_, select, tuple_, update
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Float,
+    Integer,
+    and_,
+    bindparam,
+    event,
+    func,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -1499,13 +1513,19 @@ class _PgWriter:
     CONFLICTS: tuple[type[BaseException], ...] = (asyncpg.UniqueViolationError,)
     FAILURES: tuple[type[BaseException], ...] = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
 
-    _EXISTING = (f"SELECT {', '.join(f'm.{c}' for c in _MESSAGE_COLUMNS)} "
-                 "FROM unnest($1::text[], $2::text[]) AS k(sender_id, client_id) "
-                 "JOIN messages AS m ON m.sender_id = k.sender_id AND m.client_id = k.client_id")
-    # Sorted, so two nodes locking the same rows always take them in the same order.
-    _LOCK_HEADS = "SELECT id, last_seq, last_hash FROM conversations WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE"
-    _MOVE_HEADS = ("UPDATE conversations AS c SET last_seq = v.seq, last_hash = v.hash "
-                   "FROM unnest($1::text[], $2::bigint[], $3::text[]) AS v(id, seq, hash) WHERE c.id = v.id")
+    # Round trips, not statements, are what a batch waits for (each one waits for the server
+    # process to be scheduled, on a machine the hub and its clients keep busy), so a batch is
+    # BEGIN, one statement that locks the heads and finds resent client ids, one that writes
+    # every row, the bot's conversation changes if any, COMMIT.
+    # Heads sorted: two nodes locking the same rows always take them in the same order.
+    _READ = (
+        "WITH h AS (SELECT id, last_seq, last_hash FROM conversations WHERE id = ANY($1::text[]) "
+        "ORDER BY id FOR UPDATE) "
+        "SELECT (SELECT json_agg(json_build_array(id, last_seq, last_hash)) FROM h), "
+        f"(SELECT json_agg(json_build_array({', '.join(f'm.{c}' for c in _MESSAGE_COLUMNS)})) "
+        "FROM unnest($2::text[], $3::text[]) AS k(sender_id, client_id) "
+        "JOIN messages AS m ON m.sender_id = k.sender_id AND m.client_id = k.client_id)"
+    )
     _FILE_REPLY = "UPDATE unanswered SET advisor_reply = $1 WHERE conversation_id = $2 AND advisor_reply IS NULL"
 
     def __init__(self, url: str) -> None:
@@ -1532,24 +1552,19 @@ class _PgWriter:
 
     async def _commit(self, conn: asyncpg.Connection, items: list[_Append]) -> tuple[_Batch, _Rows | None]:
         keys = _Batch.client_keys(items)
+        # Every conversation of the batch is locked, a resent message's too: one statement.
+        ids = sorted({item.message.conversation_id for item in items})
+        heads_json, existing_json = await conn.fetchrow(self._READ, ids, [k[0] for k in keys], [k[1] for k in keys])
+        heads = {cid: (seq, digest) for cid, seq, digest in orjson.loads(heads_json or "[]")}
         existing: dict[tuple[str, str], StoredMessage] = {}
-        if keys:
-            for row in await conn.fetch(self._EXISTING, [k[0] for k in keys], [k[1] for k in keys]):
-                stored = _raw_duplicate(tuple(row))
-                existing[(stored.sender_id, stored.client_id or "")] = stored
+        for row in orjson.loads(existing_json or "[]"):
+            stored = StoredMessage(**dict(zip(_MESSAGE_COLUMNS, row, strict=True)), duplicate=True)
+            existing[(stored.sender_id, stored.client_id or "")] = stored
         batch = _Batch.plan(items, existing)
         rows = None
         if batch.fresh:
-            ids = sorted({m.conversation_id for m in batch.fresh_messages})
-            heads = {r["id"]: (r["last_seq"], r["last_hash"]) for r in await conn.fetch(self._LOCK_HEADS, ids)}
             rows = _Rows.build(batch.fresh_messages, heads)
-            await self._inserts["messages"].run_pg(conn, rows.messages)
-            moved = list(rows.heads.items())
-            await conn.execute(self._MOVE_HEADS, [cid for cid, _ in moved], [seq for _, (seq, _h) in moved],
-                               [digest for _, (_s, digest) in moved])
-            await self._inserts["alerts"].run_pg(conn, rows.alerts)
-            await self._inserts["channel_deliveries"].run_pg(conn, rows.deliveries)
-            await self._inserts["holds"].run_pg(conn, rows.holds)
+            await self._write_rows(conn, rows)
         for m, values in batch.riders:
             values = {"updated_at": m.created_at, **values}
             names = list(values)
@@ -1562,10 +1577,47 @@ class _PgWriter:
             await conn.executemany(self._FILE_REPLY, [(r["reply"], r["cid"]) for r in batch.replies_to_file])
         return batch, rows
 
+    async def _write_rows(self, conn: asyncpg.Connection, rows: _Rows) -> None:
+        """The messages, the moved heads, and any alerts, outbox rows and holds: one statement
+        of data-modifying WITH parts, each fed by arrays (one statement text per combination
+        of parts present, whatever the batch size)."""
+        params: list[Any] = []
+        parts: list[str] = []
+        for table, table_rows in ((t.messages, rows.messages), (t.alerts, rows.alerts),
+                                  (t.channel_deliveries, rows.deliveries), (t.holds, rows.holds)):
+            if table_rows:
+                names, values = self._inserts[table.name].values(table_rows)
+                parts.append(f"INSERT INTO {table.name} ({', '.join(names)}) "
+                             + _pg_unnest_select(table, names, [list(c) for c in zip(*values, strict=True)], params))
+        moved = list(rows.heads.items())
+        heads = _pg_unnest_select(t.conversations, ["id", "last_seq", "last_hash"],
+                                  [[cid for cid, _ in moved], [seq for _, (seq, _d) in moved],
+                                   [digest for _, (_s, digest) in moved]], params)
+        parts.append("UPDATE conversations AS c SET last_seq = v.last_seq, last_hash = v.last_hash "
+                     f"FROM ({heads}) AS v WHERE c.id = v.id")
+        await conn.execute("WITH " + ", ".join(f"w{i} AS ({part})" for i, part in enumerate(parts)) + " SELECT 1",
+                           *params)
+
     async def close(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None and not conn.is_closed():
             conn.terminate()
+
+
+def _pg_unnest_select(table: Any, names: list[str], columns: list[list[Any]], params: list[Any]) -> str:
+    """`SELECT ... FROM unnest($n::type[], ...)` over one array per column (appended to params),
+    JSON columns sent as text and cast back."""
+    arrays, selected = [], []
+    for name, values in zip(names, columns, strict=True):
+        params.append(values)
+        kind = table.c[name].type
+        json = isinstance(kind, JSON)
+        arrays.append(f"${len(params)}::{'text' if json else _PG_ARRAY_TYPES.get(type(kind), 'text')}[]")
+        selected.append(f"u.{name}::json" if json else f"u.{name}")
+    return f"SELECT {', '.join(selected)} FROM unnest({', '.join(arrays)}) AS u({', '.join(names)})"
+
+
+_PG_ARRAY_TYPES = {BigInteger: "bigint", Integer: "integer", Float: "float8", Boolean: "boolean"}
 
 
 # The writer's connection, as the engine's: fail fast when the server is away.
