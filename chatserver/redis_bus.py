@@ -12,6 +12,7 @@ stale subscription (Redis up, our subscription not receiving) as unhealthy so /r
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -166,6 +167,10 @@ class RedisBus:
     async def _connect(self) -> bool:
         """Open a fresh subscription for every topic; False (and degraded) if Redis is down."""
         await self._drop_pubsub()
+        # Idle pooled command sockets may date from before a Redis restart; with no retries each
+        # would fail the first command it carries (an event batch, a routing push): start afresh.
+        with contextlib.suppress(RedisError, OSError):
+            await self.redis.connection_pool.disconnect(inuse_connections=False)
         # Named, so an operator (or a test) can find this node's subscription in CLIENT LIST.
         client = redis_client(self.url, blocking=True, name=f"{self.prefix}sub:{self.node_id}")
         pubsub = client.pubsub()
@@ -427,14 +432,25 @@ class RedisBus:
                 await self._outbox_ready.wait()
             batch = [self._outbox.popleft() for _ in range(min(len(self._outbox), 512))]
             try:
-                async with self.redis.pipeline(transaction=False) as pipe:
-                    for channel, message in batch:
-                        pipe.publish(channel, message)
-                    await pipe.execute()
+                await self._send(batch)
             except (RedisError, OSError) as exc:
                 if not await self._redis_answers():
                     self._mark_down(exc)
                     self._outbox.clear()
+                    continue
+                # Redis answers: that socket was bad (redis-py closed it). Once more on another,
+                # then the batch counts as dropped (the epoch moves on; resume recovers it).
+                try:
+                    await self._send(batch)
+                except (RedisError, OSError) as again:
+                    self.dropped += len(batch)
+                    log.warning("%d events not sent to redis: %s", len(batch), again)
+
+    async def _send(self, batch: list[tuple[str, str]]) -> None:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for channel, message in batch:
+                pipe.publish(channel, message)
+            await pipe.execute()
 
     def deliver_local(self, topic: str, payload: str) -> None:
         self._local.deliver_local(topic, payload)

@@ -1,7 +1,9 @@
 """Fixtures for the cluster suite: real hub processes sharing one PostgreSQL database and Redis.
 
-Each test gets a fresh database and its own Redis key prefix; every process and key is removed
-afterwards, so runs never see each other.
+Each test module gets one cluster (`module_cluster`): a fresh database and its own Redis key
+prefix, shared by the module's tests in order (a later test sees the leader, closed chats and
+advisors' grace periods an earlier one left; each test closes its own clients). Every process
+and key is removed after the module, so runs never see each other.
 """
 
 from __future__ import annotations

@@ -5,18 +5,20 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from chatserver.client import HubClient, get_token
-from chatserver.redis_bus import RedisBus
+from chatserver.redis_bus import RedisBus, redis_client
 from chatserver.storage.sql import StorageUnavailable, open_store
 
 pytestmark = [pytest.mark.cluster]
@@ -110,6 +112,83 @@ async def test_only_topics_another_node_listens_to_cross_redis(redis_prefix: str
         for bus in (one, two, three):
             if bus is not None:
                 await bus.close()
+
+
+async def test_after_a_redis_restart_the_bus_uses_live_connections_only(redis_prefix: str) -> None:
+    """A Redis restart leaves the command client's idle pooled sockets dead, and with no retries
+    each failed the first command it carried once the bus was back: an event batch was lost
+    uncounted (so the cluster outage test's advisor never got "assigned"), a ping or a routing
+    event failed."""
+    async with _listened_to(redis_prefix) as (one, got):
+        # Several commands at once (routing, presence, the sender) leave several idle sockets.
+        assert await asyncio.gather(*(one.redis.ping() for _ in range(6)))
+        reconnects = one.reconnects
+        await _close_every_socket_of(one)  # what a Redis restart does to this node
+        await _until(lambda: one.reconnects > reconnects and one.state == "redis")
+        sent = [f'{{"n": {i}}}' for i in range(12)]
+        failed = []
+        for payload in sent:  # each event sent while other commands hold connections
+            answers = await asyncio.gather(
+                one.redis.ping(), _post_then_yield(one, payload), one.redis.ping(),
+                return_exceptions=True,
+            )  # fmt: skip
+            failed += [a for a in answers if isinstance(a, BaseException)]
+        assert failed == []
+        await _until(lambda: len(got) >= len(sent), within=3.0)
+        assert got == sent
+        assert one.dropped == 0
+
+
+async def test_an_event_batch_that_met_a_dead_socket_is_sent_again(redis_prefix: str) -> None:
+    async with _listened_to(redis_prefix) as (one, got):
+        assert await asyncio.gather(*(one.redis.ping() for _ in range(3)))
+        # Only the command sockets die: the subscription lives, so nothing resubscribes.
+        await _close_every_socket_of(one, subscription=False)
+        await one.publish("user:u1", "after")
+        await _until(lambda: got == ["after"], within=3.0)
+        assert one.dropped == 0 and one.state == "redis"
+
+
+@contextlib.asynccontextmanager
+async def _listened_to(prefix: str) -> AsyncIterator[tuple[RedisBus, list[str]]]:
+    """Bus `one`, and what another node's bus receives on user:u1 once `one` knows it listens."""
+    one, two = RedisBus(REDIS_URL, prefix=prefix), RedisBus(REDIS_URL, prefix=prefix)
+    await one.start()
+    await two.start()
+    try:
+        got: list[str] = []
+        await two.subscribe("user:u1", got.append)
+        await _until(lambda: one.remote_interest("user:u1"))
+        yield one, got
+    finally:
+        await one.close()
+        await two.close()
+
+
+async def _post_then_yield(bus: RedisBus, payload: str) -> None:
+    await asyncio.sleep(0)  # the pings take their connections first
+    bus.post("user:u1", payload)
+    await asyncio.sleep(0.01)  # the sender takes the next one
+
+
+async def _close_every_socket_of(bus: RedisBus, *, subscription: bool = True) -> None:
+    """Close, on the server's side, the bus's pooled command sockets and its subscription."""
+    pool = bus.redis.connection_pool
+    connections = [*pool._available_connections, *pool._in_use_connections]
+    if subscription and bus._pubsub is not None and bus._pubsub.connection is not None:
+        connections.append(bus._pubsub.connection)
+    addresses = {
+        "{}:{}".format(*c._writer.get_extra_info("sockname")[:2])
+        for c in connections
+        if getattr(c, "_writer", None) is not None
+    }
+    assert len(addresses) >= 2, addresses
+    admin = redis_client(REDIS_URL)
+    try:
+        for address in addresses:
+            await admin.client_kill_filter(_id=None, addr=address)
+    finally:
+        await admin.aclose()
 
 
 async def test_circuit_breaker_fails_fast_then_probes() -> None:
