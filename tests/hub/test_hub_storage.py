@@ -203,10 +203,10 @@ async def test_sqlite_locked_by_another_process_fails_the_append_then_recovers(t
         await s.close()
 
 
-async def test_two_processes_racing_one_client_id_store_it_once(tmp_path):
-    """Two stores on one file (serve --workers): the loser's unique-key conflict resolves to the winner."""
-    url = f"sqlite+aiosqlite:///{tmp_path / 'shared.sqlite3'}"
-    a, b = open_store(url), open_store(url)
+async def test_two_processes_racing_one_client_id_store_it_once(db_url: str):
+    """Two stores on one database (serve --workers, or two nodes): the loser's unique-key
+    conflict resolves to the winner's message."""
+    a, b = open_store(db_url), open_store(db_url)
     await a.start()
     await b.start()
     try:
