@@ -1423,14 +1423,6 @@ class _RawInsert:
             db.execute(f"INSERT INTO {self._table.name} ({', '.join(names)}) VALUES {', '.join([per_row] * count)}",
                        flat[start * len(names):(start + count) * len(names)])
 
-    async def run_pg(self, conn: asyncpg.Connection, rows: list[dict[str, Any]]) -> None:
-        if not rows:
-            return
-        names, values = self.values(rows)
-        # asyncpg sends every row of an executemany in one round trip.
-        await conn.executemany(f"INSERT INTO {self._table.name} ({', '.join(names)}) "
-                               f"VALUES ({', '.join(f'${i}' for i in range(1, len(names) + 1))})", values)
-
 
 # The columns a resent message's stored row is read back with.
 _MESSAGE_COLUMNS = ("id", "conversation_id", "seq", "sender_id", "sender_role", "sender_name", "kind",
@@ -1502,12 +1494,12 @@ class PostgresStore(SQLStore):
 
 class _PgWriter:
     """The group commit on an asyncpg connection of its own: no pool checkout and ping per
-    batch, no SQLAlchemy compile and greenlet hop per statement (together about half of the
-    writer's time on the event loop under load, docs/benchmarks/pipeline.md, sixth session).
+    batch, no SQLAlchemy compile and greenlet hop per statement (those were about half of the
+    group commit's time on the event loop at 1,700/s: docs/benchmarks/pipeline.md, sixth session).
 
-    A batch is one transaction of a fixed set of statements whatever its size (arrays and
-    executemany), each prepared once by asyncpg. The connection opens on the first batch and is
-    dropped after any failure, so the next batch after an outage connects afresh.
+    A batch is one transaction of the same few statements whatever its size (fed by arrays),
+    each prepared once by asyncpg. The connection opens with the first batch and is dropped
+    after any failure, so the next batch after an outage connects afresh.
     """
 
     CONFLICTS: tuple[type[BaseException], ...] = (asyncpg.UniqueViolationError,)
