@@ -366,7 +366,12 @@ class SQLStore:
 
     async def start(self) -> None:
         await self.migrate()
+        self._raw = await self._open_raw_writer()
         self._writer = asyncio.create_task(self._write_loop(), name="store-writer")
+
+    async def _open_raw_writer(self) -> _RawWriter | _PgWriter | None:
+        """The group commit's own connection; None: the writer goes through the engine."""
+        return None
 
     async def close(self) -> None:
         if self._writer is not None:
@@ -377,6 +382,9 @@ class SQLStore:
             await stop_task(self._writer)
             self._writer = None
         await self.engine.dispose()
+        if self._raw is not None:
+            await self._raw.close()
+            self._raw = None
 
     async def migrate(self) -> None:
         from chatserver.storage.migrate import upgrade_to_head
@@ -1164,18 +1172,14 @@ class SqliteStore(SQLStore):
 
         return engine
 
-    async def start(self) -> None:
-        await self.migrate()
-        if self._path and self._path != ":memory:":
-            self._raw = await _RawWriter.open(self._path, self.busy_timeout_s)
-            self._checkpointer = await _Checkpointer.open(self._path, self.busy_timeout_s)
-        self._writer = asyncio.create_task(self._write_loop(), name="store-writer")
+    async def _open_raw_writer(self) -> _RawWriter | None:
+        if not self._path or self._path == ":memory:":
+            return None
+        self._checkpointer = await _Checkpointer.open(self._path, self.busy_timeout_s)
+        return await _RawWriter.open(self._path, self.busy_timeout_s)
 
     async def close(self) -> None:
         await super().close()  # drains the writer first
-        if self._raw is not None:
-            await self._raw.close()
-            self._raw = None
         if self._checkpointer is not None:
             await self._checkpointer.close()
             self._checkpointer = None
@@ -1454,16 +1458,8 @@ class PostgresStore(SQLStore):
         return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True,
                                    connect_args={"timeout": PG_CONNECT_TIMEOUT_S, "command_timeout": PG_COMMAND_TIMEOUT_S})
 
-    async def start(self) -> None:
-        await self.migrate()
-        self._raw = _PgWriter(self.url)
-        self._writer = asyncio.create_task(self._write_loop(), name="store-writer")
-
-    async def close(self) -> None:
-        await super().close()  # drains the writer first
-        if self._raw is not None:
-            await self._raw.close()
-            self._raw = None
+    async def _open_raw_writer(self) -> _PgWriter:
+        return _PgWriter(self.url)
 
     async def migrate(self) -> None:
         from sqlalchemy import text
