@@ -476,8 +476,8 @@ def test_ids_are_time_ordered_unique_and_keep_80_random_bits():
 
 
 async def test_postgres_group_commit_uses_one_statement_whatever_the_batch_size(pg_url: str):
-    """The writer binds arrays and executemany: an IN list or a multi-row VALUES would be a new
-    statement for every batch size, prepared anew each time once asyncpg's cache overflows."""
+    """The writer binds arrays (`unnest`, `= ANY`): an IN list or a multi-row VALUES would be a
+    new statement for every batch size, prepared anew each time once asyncpg's cache overflows."""
     s = open_store(pg_url, batch_max=256)
     await s.start()
     try:
