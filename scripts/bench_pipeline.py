@@ -115,6 +115,24 @@ async def _pg(sql: str) -> None:
         await conn.close()
 
 
+async def _autovacuum(url: str) -> str:
+    import asyncpg
+
+    conn = await asyncpg.connect(url.replace("+asyncpg", "", 1))
+    try:
+        return str(await conn.fetchval("SHOW autovacuum"))
+    finally:
+        await conn.close()
+
+
+def autovacuum(url: str) -> str:
+    """The server's autovacuum setting. Off, the conversation rows' dead versions (every batch
+    moves its chats' heads) pile up through the run and the half-load phase pays for them
+    (docs/benchmarks/pipeline.md, sixth session); PostgreSQL's default, and any production
+    server's, is on."""
+    return asyncio.run(_autovacuum(url))
+
+
 @contextmanager
 def fresh_postgres() -> Iterator[str]:
     name = f"bench_{uuid.uuid4().hex[:12]}"
@@ -275,10 +293,14 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     _raise_limit()
     started = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    vacuum = None
     if args.postgres:
         with fresh_postgres() as url:
+            vacuum = autovacuum(url)
             hub = run_hub(args, url)
     else:
+        if args.database_url.startswith("postgres"):
+            vacuum = autovacuum(args.database_url)
         hub = run_hub(args, args.database_url)
     bare = run_bare(args, hub["phases"]["half"]["rate"])
     summary = summarise(hub, bare)
@@ -288,6 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         **summary,
         "database": database,
+        "postgres_autovacuum": vacuum,
         "bus": "redis" if args.redis_url else "in-process",
         "workload": {
             "investors": args.investors,
@@ -312,6 +335,9 @@ def main(argv: list[str] | None = None) -> int:
             f"bare {bare['loadgen_cpu_pct']}%"
         )
         print(table(hub, bare))
+        if vacuum == "off":
+            print("warning: autovacuum is off on this PostgreSQL server: dead row versions pile up "
+                  "through the run (PostgreSQL's default and production servers have it on)")
         print(
             f"pipeline/bare throughput={summary['throughput_ratio']} p99_ms={summary['p99_ms']} "
             f"bare_p99_ms={summary['bare_p99_ms']} lost={summary['lost']} duplicated={summary['duplicated']}"

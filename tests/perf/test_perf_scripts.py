@@ -209,3 +209,18 @@ async def test_a_message_delivered_twice_counts_as_duplicated_and_one_never_deli
     assert summary["duplicated"] == 1
     assert summary["lost"] == 1  # m2 was acked and never reached the advisor
     assert len(stats.latencies) == 2 and all(0 <= x < 1 for x in stats.latencies)
+
+
+async def test_bench_pipeline_reports_the_servers_autovacuum(pg_url: str) -> None:
+    """Off (as on some development servers), the conversation rows' dead versions pile up through
+    a run; the report says which it was, read from the server the hub uses."""
+    import asyncpg
+
+    bench = _script("bench_pipeline")
+    conn = await asyncpg.connect(pg_url.replace("+asyncpg", ""))
+    try:
+        expected = await conn.fetchval("SELECT setting FROM pg_settings WHERE name = 'autovacuum'")
+    finally:
+        await conn.close()
+    reported = await asyncio.get_running_loop().run_in_executor(None, bench.autovacuum, pg_url)
+    assert reported == expected and reported in {"on", "off"}
