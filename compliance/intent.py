@@ -411,31 +411,9 @@ def findings_unless(
     certain, gain, assure, lead, urge = classes
     found: list[IntentFinding] = []
     if gain:
-        for c in certain:
-            for g in gain:
-                if 0 <= g.start - c.end <= CERTAIN_GAIN_GAP and GAP_FILLER.issuperset(
-                    text[c.end : g.start]
-                ):
-                    if cancelled(c):
-                        break
-                    if cancelled(g):
-                        continue
-                    found.append(IntentFinding("promise_returns", c.start, g.end, "certain+gain"))
-                    break
+        _promises_unless(certain, gain, CERTAIN_GAIN_GAP, "certain+gain", text, cancelled, found)
         if assure:
-            for g in gain:
-                for a in assure:
-                    if 0 <= a.start - g.end <= GAIN_ASSURE_GAP and GAP_FILLER.issuperset(
-                        text[g.end : a.start]
-                    ):
-                        if cancelled(g):
-                            break
-                        if cancelled(a):
-                            continue
-                        found.append(
-                            IntentFinding("promise_returns", g.start, a.end, "gain+assure")
-                        )
-                        break
+            _promises_unless(gain, assure, GAIN_ASSURE_GAP, "gain+assure", text, cancelled, found)
     gains = gain + certain if lead or urge else gain
     for ld in lead:
         dead: bool | None = None
@@ -479,3 +457,20 @@ def findings_unless(
                 )
                 break
     return found
+
+
+def _promises_unless(
+    firsts: Sequence[Cue], seconds: Sequence[Cue], gap: int, pattern: str, text: str,
+    cancelled: Callable[[Cue], bool], found: list[IntentFinding],
+) -> None:
+    """Each first cue with the first live second cue after it, at most `gap` filler characters
+    on: a promise of returns (certain+gain, gain+assure), for findings_unless."""
+    for f in firsts:
+        for s in seconds:
+            if 0 <= s.start - f.end <= gap and GAP_FILLER.issuperset(text[f.end : s.start]):
+                if cancelled(f):
+                    break
+                if cancelled(s):
+                    continue
+                found.append(IntentFinding("promise_returns", f.start, s.end, pattern))
+                break
