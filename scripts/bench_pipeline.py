@@ -126,10 +126,10 @@ async def _autovacuum(url: str) -> str:
 
 
 def autovacuum(url: str) -> str:
-    """The server's autovacuum setting. Off, the conversation rows' dead versions (every batch
-    moves its chats' heads) pile up through the run and the half-load phase pays for them
-    (docs/benchmarks/pipeline.md, sixth session); PostgreSQL's default, and any production
-    server's, is on."""
+    """The server's autovacuum setting, reported with the figures: off, the tables are never
+    analysed and the hub's figures depend on its connections planning each statement afresh
+    (docs/benchmarks/pipeline.md, sixth and seventh sessions); PostgreSQL's default, and any
+    production server's, is on."""
     return asyncio.run(_autovacuum(url))
 
 
@@ -336,8 +336,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(table(hub, bare))
         if vacuum == "off":
-            print("warning: autovacuum is off on this PostgreSQL server: dead row versions pile up "
-                  "through the run (PostgreSQL's default and production servers have it on)")
+            print("note: autovacuum is off on this PostgreSQL server: its tables are never analysed "
+                  "(PostgreSQL's default and production servers have it on)")
         print(
             f"pipeline/bare throughput={summary['throughput_ratio']} p99_ms={summary['p99_ms']} "
             f"bare_p99_ms={summary['bare_p99_ms']} lost={summary['lost']} duplicated={summary['duplicated']}"

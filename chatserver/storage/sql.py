@@ -1455,8 +1455,11 @@ class PostgresStore(SQLStore):
     dialect = "postgresql"
 
     def _create_engine(self, url: str) -> AsyncEngine:
+        # Reads plan each execution too (_PgWriter.SERVER_SETTINGS): a resume's messages_after
+        # must not keep a plan made when the table was empty.
         return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True,
-                                   connect_args={"timeout": PG_CONNECT_TIMEOUT_S, "command_timeout": PG_COMMAND_TIMEOUT_S})
+                                   connect_args={"timeout": PG_CONNECT_TIMEOUT_S, "command_timeout": PG_COMMAND_TIMEOUT_S,
+                                                 "server_settings": _PgWriter.SERVER_SETTINGS})
 
     async def _open_raw_writer(self) -> _PgWriter:
         return _PgWriter(self.url)
@@ -1488,24 +1491,30 @@ class PostgresStore(SQLStore):
                 await conn.commit()
 
 
+_NEW_HEAD = (0, "")  # a conversation's head before its first message
+
+
 class _PgWriter:
     """The group commit on an asyncpg connection of its own: no pool checkout and ping per
     batch, no SQLAlchemy compile and greenlet hop per statement (those were about half of the
     group commit's time on the event loop at 1,700/s: docs/benchmarks/pipeline.md, sixth session).
 
-    A batch is one transaction of the same few statements whatever its size (fed by arrays),
-    each prepared once by asyncpg. The connection opens with the first batch and is dropped
-    after any failure, so the next batch after an outage connects afresh.
+    Round trips, not statements, are what a batch waits for (each resumes on the hub's busy
+    event loop), so a batch is one statement whose text depends only on which kinds of rows it
+    writes, fed by arrays: `_commit_known` on the heads this writer remembers, and the locking
+    transaction (`_commit`) only when that check fails. The connection opens with the first
+    batch and is dropped after any failure, so the next batch after an outage connects afresh;
+    it plans every execution (SERVER_SETTINGS), since the tables grow from empty and a server
+    without autovacuum never analyses them: a cached generic plan from the first minutes
+    scanned the whole messages table for the client-id check (benchmarks/pipeline.md, seventh
+    session).
     """
 
     CONFLICTS: tuple[type[BaseException], ...] = (asyncpg.UniqueViolationError,)
     FAILURES: tuple[type[BaseException], ...] = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
 
-    # Round trips, not statements, are what a batch waits for (each one waits for the server
-    # process to be scheduled, on a machine the hub and its clients keep busy), so a batch is
-    # BEGIN, one statement that locks the heads and finds resent client ids, one that writes
-    # every row, the bot's conversation changes if any, COMMIT.
-    # Heads sorted: two nodes locking the same rows always take them in the same order.
+    # The locking transaction's read: the heads, locked, and the stored messages of resent
+    # client ids. Heads sorted: two nodes locking the same rows always take them in the same order.
     _READ = (
         "WITH h AS (SELECT id, last_seq, last_hash FROM conversations WHERE id = ANY($1::text[]) "
         "ORDER BY id FOR UPDATE) "
@@ -1514,29 +1523,82 @@ class _PgWriter:
         "FROM unnest($2::text[], $3::text[]) AS k(sender_id, client_id) "
         "JOIN messages AS m ON m.sender_id = k.sender_id AND m.client_id = k.client_id)"
     )
-    _FILE_REPLY = "UPDATE unanswered SET advisor_reply = $1 WHERE conversation_id = $2 AND advisor_reply IS NULL"
+    # `_commit_known`'s check, in the statement that writes: $1 the batch's conversations (sorted),
+    # $2/$3 their remembered heads, $4/$5 the batch's (sender, client id) pairs. Locks as _READ.
+    _KNOWN = (
+        "h AS (SELECT id, last_seq, last_hash FROM conversations WHERE id = ANY($1::text[]) "
+        "ORDER BY id FOR UPDATE), "
+        "ok AS (SELECT (SELECT count(*) FROM h JOIN unnest($1::text[], $2::bigint[], $3::text[]) "
+        "AS e(id, last_seq, last_hash) ON h.id = e.id AND h.last_seq = e.last_seq "
+        "AND h.last_hash = e.last_hash) = cardinality($1::text[]) "
+        "AND NOT EXISTS (SELECT 1 FROM unnest($4::text[], $5::text[]) AS k(sender_id, client_id) "
+        "JOIN messages AS m ON m.sender_id = k.sender_id AND m.client_id = k.client_id) AS ok)"
+    )
+    _INSERTS = {table.name: _RawInsert(table) for table in (t.messages, t.alerts, t.channel_deliveries, t.holds)}
+    SERVER_SETTINGS = {"plan_cache_mode": "force_custom_plan", "jit": "off"}
+    # Heads remembered from this writer's own commits (a conversation's chain moves on here
+    # unless another node writes to it too); the least recently written are forgotten first.
+    KNOWN_HEADS = 100_000
 
     def __init__(self, url: str) -> None:
         self._dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
         self._conn: asyncpg.Connection | None = None
-        self._inserts = {table.name: _RawInsert(table)
-                         for table in (t.messages, t.alerts, t.channel_deliveries, t.holds)}
-        self._json_columns = {c.name for c in t.conversations.columns if isinstance(c.type, JSON)}
+        self._heads: dict[str, tuple[int, str]] = {}
+        self.batches = {"known": 0, "locked": 0}  # batches committed by each path (tests, profiling)
 
     async def commit(self, items: list[_Append]) -> tuple[_Batch, _Rows | None]:
         try:
             if self._conn is None:
                 self._conn = await asyncpg.connect(self._dsn, timeout=PG_CONNECT_TIMEOUT_S,
-                                                   command_timeout=PG_COMMAND_TIMEOUT_S)
-            async with self._conn.transaction():
-                return await self._commit(self._conn, items)
+                                                   command_timeout=PG_COMMAND_TIMEOUT_S,
+                                                   server_settings=self.SERVER_SETTINGS)
+            done = await self._commit_known(self._conn, items)
+            if done is None:
+                async with self._conn.transaction():
+                    done = await self._commit(self._conn, items)
+                self.batches["locked"] += 1
+            else:
+                self.batches["known"] += 1
+            batch, rows = done
+            if rows is not None:
+                self._remember(rows.heads)
+            return done
         except self.CONFLICTS:
+            self._heads.clear()
             raise
         except BaseException:
             # Whatever broke (the server, the network, a timeout, a cancel mid-statement), the
             # next batch starts on a new connection rather than one in an unknown state.
             await self.close()
             raise
+
+    async def _commit_known(self, conn: asyncpg.Connection, items: list[_Append]) -> tuple[_Batch, _Rows] | None:
+        """The batch in one round trip: one statement, a transaction of its own, that locks the
+        heads, checks that they are the ones this writer remembers (a conversation it has not
+        written yet is taken to be new: seq 0, no hash) and that no client id of the batch is
+        stored already, and writes only if so. None when it wrote nothing (a head moved by
+        another node or unknown, a resend): the caller runs the locking transaction instead."""
+        known = self._heads
+        ids = sorted({item.message.conversation_id for item in items})
+        heads = {cid: known.get(cid, _NEW_HEAD) for cid in ids}
+        batch = _Batch.plan(items, {})
+        keys = _Batch.client_keys(items)
+        params: list[Any] = [ids, [heads[cid][0] for cid in ids], [heads[cid][1] for cid in ids],
+                             [k[0] for k in keys], [k[1] for k in keys]]
+        rows = _Rows.build(batch.fresh_messages, heads)
+        if await conn.fetchval(self._statement(batch, rows, params, self._KNOWN), *params):
+            return batch, rows
+        for cid in ids:
+            known.pop(cid, None)
+        return None
+
+    def _remember(self, moved: dict[str, tuple[int, str]]) -> None:
+        heads = self._heads
+        for cid, head in moved.items():
+            heads.pop(cid, None)  # re-inserted last: the dict's order is least recently written first
+            heads[cid] = head
+        while len(heads) > self.KNOWN_HEADS:
+            del heads[next(iter(heads))]
 
     async def _commit(self, conn: asyncpg.Connection, items: list[_Append]) -> tuple[_Batch, _Rows | None]:
         keys = _Batch.client_keys(items)
@@ -1549,45 +1611,66 @@ class _PgWriter:
             stored = StoredMessage(**dict(zip(_MESSAGE_COLUMNS, row, strict=True)), duplicate=True)
             existing[(stored.sender_id, stored.client_id or "")] = stored
         batch = _Batch.plan(items, existing)
-        rows = None
-        if batch.fresh:
-            rows = _Rows.build(batch.fresh_messages, heads)
-            await self._write_rows(conn, rows)
-        for m, values in batch.riders:
-            values = {"updated_at": m.created_at, **values}
-            names = list(values)
-            await conn.execute(
-                f"UPDATE conversations SET {', '.join(f'{n} = ${i}' for i, n in enumerate(names, 1))} "
-                f"WHERE id = ${len(names) + 1}",
-                *[orjson.dumps(values[n]).decode() if n in self._json_columns else values[n] for n in names],
-                m.conversation_id)
-        if batch.replies_to_file:
-            await conn.executemany(self._FILE_REPLY, [(r["reply"], r["cid"]) for r in batch.replies_to_file])
+        if not batch.fresh:
+            return batch, None  # every message was stored already
+        rows = _Rows.build(batch.fresh_messages, heads)
+        params: list[Any] = []
+        await conn.execute(self._statement(batch, rows, params), *params)
         return batch, rows
 
-    async def _write_rows(self, conn: asyncpg.Connection, rows: _Rows) -> None:
-        """The messages, the moved heads, and any alerts, outbox rows and holds: one statement
-        of data-modifying WITH parts, each fed by arrays (one statement text per combination
-        of parts present, whatever the batch size)."""
-        params: list[Any] = []
-        parts: list[str] = []
+    @staticmethod
+    def _statement(batch: _Batch, rows: _Rows, params: list[Any], guard: str = "") -> str:
+        """Everything a batch writes, as one statement of data-modifying WITH parts fed by
+        arrays (one statement text per combination of parts present, whatever the batch size):
+        the messages, any alerts, outbox rows and holds; the heads moved, with the bot's state
+        and intent where an answer rides on a question (`_Batch.riders`, applied in order, the
+        last value of a column winning, as one UPDATE per rider would); advisors' first replies
+        filed beside unanswered questions. With `guard` (a WITH part named ok, its parameters in
+        `params` already), every part writes only if ok holds, and the statement returns ok."""
+        parts: list[str] = [guard] if guard else []
+        only_if = " AND (SELECT ok FROM ok)" if guard else ""
         for table, table_rows in ((t.messages, rows.messages), (t.alerts, rows.alerts),
                                   (t.channel_deliveries, rows.deliveries), (t.holds, rows.holds)):
             if table_rows:
-                names, values = self._inserts[table.name].values(table_rows)
-                parts.append(f"INSERT INTO {table.name} ({', '.join(names)}) "
-                             + _pg_unnest_select(table, names, [list(c) for c in zip(*values, strict=True)], params))
+                names, values = _PgWriter._INSERTS[table.name].values(table_rows)
+                select = _pg_unnest_select(table, names, [list(c) for c in zip(*values, strict=True)], params)
+                parts.append(f"w{len(parts)} AS (INSERT INTO {table.name} ({', '.join(names)}) {select}"
+                             + (" WHERE (SELECT ok FROM ok)" if guard else "") + ")")
+        changes: dict[str, dict[str, Any]] = {}
+        for m, values in batch.riders:
+            changes.setdefault(m.conversation_id, {}).update({"updated_at": m.created_at, **values})
         moved = list(rows.heads.items())
-        heads = _pg_unnest_select(t.conversations, ["id", "last_seq", "last_hash"],
-                                  [[cid for cid, _ in moved], [seq for _, (seq, _d) in moved],
-                                   [digest for _, (_s, digest) in moved]], params)
-        parts.append("UPDATE conversations AS c SET last_seq = v.last_seq, last_hash = v.last_hash "
-                     f"FROM ({heads}) AS v WHERE c.id = v.id")
-        await conn.execute("WITH " + ", ".join(f"w{i} AS ({part})" for i, part in enumerate(parts)) + " SELECT 1",
-                           *params)
+        params += [[cid for cid, _ in moved], [seq for _, (seq, _d) in moved], [digest for _, (_s, digest) in moved]]
+        arrays = [f"${len(params) - 2}::text[]", f"${len(params) - 1}::bigint[]", f"${len(params)}::text[]"]
+        names = ["id", "last_seq", "last_hash"]
+        assignments = ["last_seq = v.last_seq", "last_hash = v.last_hash"]
+        for n in dict.fromkeys(n for values in changes.values() for n in values):
+            column = t.conversations.c[n]
+            json = isinstance(column.type, JSON)
+            given = [cid in changes and n in changes[cid] for cid, _ in moved]
+            params.append([_raw_value(t.conversations, n, changes[cid][n]) if has else None
+                           for (cid, _), has in zip(moved, given, strict=True)])
+            params.append(given)
+            arrays += [f"${len(params) - 1}::{'text' if json else _PG_ARRAY_TYPES.get(type(column.type), 'text')}[]",
+                       f"${len(params)}::boolean[]"]
+            names += [n, f"set_{n}"]
+            assignments.append(f"{n} = CASE WHEN v.set_{n} THEN v.{n}{'::json' if json else ''} ELSE c.{n} END")
+        parts.append(f"w{len(parts)} AS (UPDATE conversations AS c SET {', '.join(assignments)} "
+                     f"FROM unnest({', '.join(arrays)}) AS v({', '.join(names)}) WHERE c.id = v.id{only_if})")
+        if batch.replies_to_file:
+            first: dict[str, str] = {}
+            for r in batch.replies_to_file:
+                first.setdefault(r["cid"], r["reply"])  # one UPDATE per reply: the first one files
+            params.append(list(first))
+            params.append(list(first.values()))
+            parts.append(f"w{len(parts)} AS (UPDATE unanswered AS u SET advisor_reply = f.reply "
+                         f"FROM unnest(${len(params) - 1}::text[], ${len(params)}::text[]) AS f(cid, reply) "
+                         f"WHERE u.conversation_id = f.cid AND u.advisor_reply IS NULL{only_if})")
+        return "WITH " + ", ".join(parts) + (" SELECT ok FROM ok" if guard else " SELECT 1")
 
     async def close(self) -> None:
         conn, self._conn = self._conn, None
+        self._heads.clear()
         if conn is not None and not conn.is_closed():
             conn.terminate()
 

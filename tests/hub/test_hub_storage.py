@@ -523,3 +523,109 @@ async def test_postgres_writer_connection_killed_fails_that_batch_unacked_then_r
         assert await s.verify_chains() == []
     finally:
         await s.close()
+
+
+async def test_postgres_batch_on_known_heads_is_one_statement_and_a_moved_head_falls_back(pg_url: str):
+    """The writer remembers the heads it wrote (a new conversation's is seq 0): a batch on them is
+    one statement that checks them under lock. Another node writing the same conversation moves
+    the head; the statement then writes nothing and the locking transaction takes over, with no
+    gap or fork in the chain."""
+    a, b = open_store(pg_url), open_store(pg_url)
+    await a.start()
+    await b.start()
+    try:
+        cid = await conversation(a)
+        await a.append(message(cid, "新会话", client_id="a-1"))
+        await a.append(message(cid, "同一节点", client_id="a-2"))
+        assert a._raw.batches == {"known": 2, "locked": 0}
+        other = await b.append(message(cid, "另一节点", sender="s2", client_id="b-1"))
+        assert other.seq == 3 and b._raw.batches == {"known": 0, "locked": 1}  # b guessed seq 0
+        after = await a.append(message(cid, "回到本节点", client_id="a-3"))
+        assert after.seq == 4 and a._raw.batches == {"known": 2, "locked": 1}
+        again = await a.append(message(cid, "回到本节点", client_id="a-4"))
+        assert again.seq == 5 and a._raw.batches == {"known": 3, "locked": 1}  # remembered again
+        assert [m.seq for m in await a.messages_after(cid, 0)] == [1, 2, 3, 4, 5]
+        assert await a.verify_chains() == []
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_postgres_resend_on_a_known_head_is_answered_from_the_stored_message(pg_url: str):
+    """A client id stored already makes the one-statement batch write nothing (not even the
+    other messages of the batch); the locking transaction acks the resend as the duplicate and
+    stores the rest once."""
+    s = open_store(pg_url, batch_max=64)
+    await s.start()
+    try:
+        cid = await conversation(s)
+        first = await s.append(message(cid, "第一条", client_id="r-1"))
+        resent, fresh = await asyncio.gather(s.append(message(cid, "第一条", client_id="r-1")),
+                                             s.append(message(cid, "第二条", client_id="r-2")))
+        assert resent.duplicate and resent.id == first.id and not fresh.duplicate and fresh.seq == 2
+        assert s._raw.batches["locked"] == 1
+        assert [m.text for m in await s.messages_after(cid, 0)] == ["第一条", "第二条"]
+        assert await s.verify_chains() == []
+    finally:
+        await s.close()
+
+
+async def test_postgres_one_batch_applies_bot_state_in_order_and_files_the_first_reply(pg_url: str):
+    """Two bot turns of one chat in one batch change its row as two UPDATEs in turn would (the
+    last value of a column wins, a column only the first set keeps it, None is a value); two
+    advisor replies in one batch file the first."""
+    s = open_store(pg_url, batch_max=64)
+    await s.start()
+    try:
+        cid, other = await conversation(s), await conversation(s)
+        await s.add_unanswered(other, new_id(), "营业部在哪", time.time())
+        answer = NewMessage(conversation_id=cid, sender_id="bot", sender_role="bot", sender_name="智能助手",
+                            kind="bot", text="请问您想了解哪方面？", created_at=time.time())
+        advisor = replace(message(other, "地铁2号线旁边", sender="adv"), sender_role="advisor")
+        results = await asyncio.gather(
+            s.append_with_reply(message(cid, "开户", client_id="t-1"), answer,
+                                {"intent": "account", "bot_state": {"misses": 1}}),
+            s.append_with_reply(message(cid, "算了", client_id="t-2"), answer, {"intent": None}),
+            s.append(advisor, files_reply=True),
+            s.append(replace(advisor, text="第二句"), files_reply=True),
+        )
+        assert [r[0].seq for r in results[:2]] == [1, 3] and s._raw.batches["locked"] == 0
+        row = await s.get_conversation(cid)
+        assert row.intent is None and row.bot_state == {"misses": 1} and row.last_seq == 4
+        assert [u["advisor_reply"] for u in await s.list_unanswered()] == ["地铁2号线旁边"]
+        assert await s.verify_chains() == []
+    finally:
+        await s.close()
+
+
+async def test_postgres_writer_plans_each_statement_for_the_table_as_it_is(pg_url: str):
+    """A prepared statement's generic plan, made while the tables were empty, is kept until the
+    tables are analysed; on a server without autovacuum that is never, and the batch's lookups
+    by client id scanned the whole messages table (docs/benchmarks/pipeline.md, seventh session).
+    The writer's connection, and the pool's for reads, plan each execution afresh."""
+    s = open_store(pg_url)
+    await s.start()
+    try:
+        cid = await conversation(s)
+        await s.append(message(cid, "计划", client_id="p-1"))
+        writer = s._raw._conn
+        assert await writer.fetchval("SHOW plan_cache_mode") == "force_custom_plan"
+        assert await writer.fetchval("SHOW jit") == "off"
+        async with s.read() as conn:
+            assert (await conn.execute(text("SHOW plan_cache_mode"))).scalar() == "force_custom_plan"
+    finally:
+        await s.close()
+
+
+async def test_postgres_conversations_keep_room_for_head_updates(pg_url: str):
+    """Migration 0002: each message moves its conversation's head; with half of each page free
+    that is a HOT update, pruned without a vacuum (docs/architecture.md, storage)."""
+    s = open_store(pg_url)
+    await s.start()
+    try:
+        async with s.read() as conn:
+            options = (await conn.execute(text(
+                "SELECT reloptions FROM pg_class WHERE relname = 'conversations'"))).scalar()
+        assert options == ["fillfactor=50"]
+    finally:
+        await s.close()
