@@ -178,11 +178,12 @@ class Assignment:
                 return
             await self._apply(decisions)
 
-    async def closed(self, conv: Conversation) -> None:
+    async def closed(self, conversation_id: str) -> None:
+        """The chat ended: its advisor's slot is free (a no-op for a chat routing does not hold)."""
         async with self._lock:
-            self._offers.pop(conv.id, None)
+            self._offers.pop(conversation_id, None)
             try:
-                decisions = self.router.close(conv.id, self.hub.clock())
+                decisions = self.router.close(conversation_id, self.hub.clock())
             except RoutingError:
                 decisions = []  # closed while still with the bot: routing never saw it
             await self._apply(decisions)

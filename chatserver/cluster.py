@@ -131,22 +131,6 @@ class LeaderAssignment(Assignment):
         super().__init__(hub)
         self.cluster = cluster
 
-    async def start(self) -> None:
-        if hasattr(self.router, "restore_assignment"):
-            await super().start()
-            return
-        # Router.restore_assignment is still being added to routing/. Until then a new leader
-        # still routes queued and new chats, but does not count chats assigned before it took
-        # over against their advisors' capacity.
-        log.error("Router.restore_assignment is missing: assigned chats are not restored")
-        now = self.hub.clock()
-        for advisor in await self.hub.store.list_users("advisor"):
-            self._known(advisor, now)
-        queued = await self.hub.store.list_conversations(states=["queued"], limit=100_000)
-        for conv in reversed(queued):
-            await self.submit(conv, await self.hub.customer_of(conv), requeued=True)
-        self._task = asyncio.create_task(self._timer_loop(), name="routing-timers")
-
     async def _offered(self, d: Offered) -> None:
         await super()._offered(d)
         await self.cluster.publish_pool(d.conversation_id, d.advisor_ids)
@@ -155,11 +139,11 @@ class LeaderAssignment(Assignment):
         await super()._withdrawn(d)
         await self.cluster.publish_pool(d.conversation_id, ())
 
-    async def closed(self, conv: Conversation) -> None:
-        had_offer = conv.id in self._offers
-        await super().closed(conv)
+    async def closed(self, conversation_id: str) -> None:
+        had_offer = conversation_id in self._offers
+        await super().closed(conversation_id)
         if had_offer:
-            await self.cluster.publish_pool(conv.id, ())
+            await self.cluster.publish_pool(conversation_id, ())
 
 
 class SnapshotRouter:
@@ -289,12 +273,12 @@ class ClusterAssignment:
         else:
             await self._route("submit", {"conversation_id": conv.id, "requeued": requeued})
 
-    async def closed(self, conv: Conversation) -> None:
-        self._offers.pop(conv.id, None)
+    async def closed(self, conversation_id: str) -> None:
+        self._offers.pop(conversation_id, None)
         if self.core is not None:
-            await self.core.closed(conv)
+            await self.core.closed(conversation_id)
         else:
-            await self._route("closed", {"conversation_id": conv.id})
+            await self._route("closed", {"conversation_id": conversation_id})
 
     async def responded(self, conversation_id: str, advisor_id: str) -> None:
         await self._route(
@@ -398,9 +382,9 @@ class ClusterAssignment:
                     conv, await hub.customer_of(conv), requeued=args.get("requeued", False)
                 )
         elif op == "closed":
-            conv = await hub.store.get_conversation(args["conversation_id"])
-            if conv is not None:
-                await core.closed(conv)
+            # No database read: freeing the slot needs only the id, so a database outage on the
+            # leader cannot lose it (the node that forwarded it committed the close already).
+            await core.closed(args["conversation_id"])
         elif op == "responded":
             await core.responded(args["conversation_id"], args["advisor_id"])
         elif op == "claim":

@@ -318,12 +318,18 @@ class Hub:
 
     # -- hand-off, close, rating ----------------------------------------------------------------
     async def request_human(self, conv: Conversation, reason: str) -> None:
-        if conv.state in ("queued", "assigned"):
+        if conv.state == "assigned":
             return
         if conv.state == "closed":
             raise ProtocolError(ErrorCode.CONVERSATION_CLOSED, "this conversation is closed")
+        if conv.state == "queued":
+            # Routed already, or a first attempt committed the state and failed before routing
+            # saw it: a second submit is a no-op for the first and routes the second.
+            await self.assignment.submit(conv, await self.customer_of(conv))
+            return
         now = self.clock()
         await self.store.update_conversation(conv.id, now, state="queued")
+        # The chat's audit chain says handoff before assign; should this fail, the retry above routes it.
         await self.store.audit(conv.id, None, "conversation.handoff", {"reason": reason}, now)
         await self.assignment.submit(replace(conv, state="queued"), await self.customer_of(conv))
 
@@ -332,9 +338,13 @@ class Hub:
         if who.role == "advisor" and conv.advisor_id != who.user_id:
             raise ProtocolError(ErrorCode.CONVERSATION_NOT_FOUND, "no such conversation for you")
         if conv.state == "closed":
+            # Freeing the advisor's slot again is a no-op, unless a first attempt committed the
+            # state and failed before routing heard of it.
+            await self.assignment.closed(conv.id)
             return conv
         now = self.clock()
         await self.store.update_conversation(conv.id, now, state="closed", closed_at=now)
+        await self.assignment.closed(conv.id)  # before anything else that could fail
         await self.store.audit(conv.id, who.user_id, "conversation.close", None, now)
         closed = replace(conv, state="closed", closed_at=now)
         await self.post_as(SYSTEM, closed, "会话已结束，请为本次服务评分（1-5 星）。", kind="system",
@@ -344,7 +354,6 @@ class Hub:
         self._reply_filed.discard(conv.id)
         if conv.advisor_id:
             self._windows.pop((conv.id, conv.advisor_id), None)
-        await self.assignment.closed(closed)
         return closed
 
     async def rate(self, who: Principal, conversation_id: str, score: int, comment: str | None) -> None:

@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -293,3 +294,54 @@ def _spawn_workers(port: int, data_dir: Path, prefix: str) -> subprocess.Popen[b
              "serve", "--workers", "2"],
             cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
+
+
+async def test_forwarded_events_survive_the_leaders_database_outage(hub_factory, redis_prefix: str) -> None:
+    """Events a follower forwards with nobody waiting are not lost when the leader's database is
+    unavailable: a close needs no database at all (before, the leader read the row first, and
+    the advisor's slot stayed taken until the next failover); a hand-over the database refused
+    is routed once it answers (the leader adopts queued rows it has not seen every few
+    seconds). One node, the leader; the test pushes into its inbox what a follower would, after
+    the follower committed the state change."""
+    import json
+
+    hub = await hub_factory(redis_url=REDIS_URL, redis_prefix=redis_prefix, default_capacity=1)
+    cluster = hub.services.hub.assignment
+    deadline = time.monotonic() + 10
+    while cluster.core is None:
+        assert time.monotonic() < deadline, "the only node did not become the routing leader"
+        await asyncio.sleep(0.05)
+    store = hub.services.store
+    advisor = await hub.connect("advisor1")
+    first, first_cid = await hub.human_chat(advisor)
+    _, conv = await hub.investor()
+
+    def open_chats() -> int:
+        return cluster.core.router.metrics(time.time()).advisors[advisor.user["id"]].open_chats
+
+    def forward(op: str, conversation_id: str) -> Any:
+        item = {"op": op, "args": {"conversation_id": conversation_id}, "node": "a-follower"}
+        return cluster.redis.lpush(cluster.inbox_key, json.dumps(item))
+
+    # What a follower committed before forwarding: the first chat closed, the second handed over.
+    await store.update_conversation(first_cid, time.time(), state="closed", closed_at=time.time())
+    await store.update_conversation(conv["id"], time.time(), state="queued")
+    assert open_chats() == 1
+    store.breaker.open_for_s = 60.0
+    for _ in range(store.breaker.failures):
+        store.breaker.failed()
+    assert store.breaker.is_open
+    try:
+        await forward("closed", first_cid)
+        await forward("submit", conv["id"])
+        deadline = time.monotonic() + 5
+        while open_chats() != 0:  # the close went through with the database away
+            assert time.monotonic() < deadline, "the forwarded close was not carried out"
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.5)  # the hand-over met the closed circuit
+        assert not any(e["type"] == "assigned" and e["conversation"]["id"] == conv["id"] for e in advisor.events)
+    finally:
+        store.breaker.succeeded()  # the database answers again
+    assigned = await advisor.next_event(
+        lambda e: e["type"] == "assigned" and e["conversation"]["id"] == conv["id"], timeout=15)
+    assert assigned["conversation"]["id"] == conv["id"] and open_chats() == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
@@ -276,3 +277,36 @@ async def test_two_sockets_handing_over_one_chat_at_once_both_get_acks(hub):
     assert assigned["conversation"]["id"] == conv["id"]
     row = await hub.services.store.get_conversation(conv["id"])
     assert row.state == "assigned"
+
+
+async def test_a_close_that_committed_but_never_reached_routing_frees_the_advisor_on_retry(hub_factory):
+    """The close's state change committed, then the request failed before routing heard of it
+    (the database went away mid-request): the advisor's slot stayed taken. The client's retry
+    finds the chat closed and frees the slot, so the queued chat is handed over."""
+    hub = await hub_factory(default_capacity=1)
+    advisor = await hub.connect("advisor1")
+    first, first_cid = await hub.human_chat(advisor)
+    second, conv = await hub.investor()
+    await second.request({"type": "handoff", "conversation_id": conv["id"]})
+    await second.next_event(lambda e: e["type"] == "conversation" and e["state"] == "queued")
+    store = hub.services.store
+    await store.update_conversation(first_cid, time.time(), state="closed", closed_at=time.time())
+    await asyncio.sleep(0.2)
+    assert not any(e["type"] == "assigned" and e["conversation"]["id"] == conv["id"] for e in advisor.events)
+    await advisor.request({"type": "close", "conversation_id": first_cid})  # the retry
+    assigned = await advisor.next_event(lambda e: e["type"] == "assigned", timeout=2)
+    assert assigned["conversation"]["id"] == conv["id"]
+
+
+async def test_a_handoff_that_committed_but_never_reached_routing_is_routed_on_retry(hub):
+    """转人工 committed the queued state, then failed before routing heard of it: the investor's
+    retry routes the chat instead of answering "queued already" forever."""
+    advisor = await hub.connect("advisor1")
+    investor, conv = await hub.investor()
+    await hub.services.store.update_conversation(conv["id"], time.time(), state="queued")
+    await investor.request({"type": "handoff", "conversation_id": conv["id"]})
+    assigned = await advisor.next_event(lambda e: e["type"] == "assigned", timeout=2)
+    assert assigned["conversation"]["id"] == conv["id"]
+    await investor.request({"type": "handoff", "conversation_id": conv["id"]})  # routed: a no-op
+    await asyncio.sleep(0.2)
+    assert not any(e["type"] == "assigned" for e in advisor.events)  # the one above was taken out
