@@ -1538,7 +1538,7 @@ class _PgWriter:
     SERVER_SETTINGS = {"plan_cache_mode": "force_custom_plan", "jit": "off"}
     # Heads remembered from this writer's own commits (a conversation's chain moves on here
     # unless another node writes to it too); the least recently written are forgotten first.
-    KNOWN_HEADS = 100_000
+    KNOWN_HEADS = 20_000
 
     def __init__(self, url: str) -> None:
         self._dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
