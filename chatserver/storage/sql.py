@@ -1648,8 +1648,11 @@ class _PgWriter:
             column = t.conversations.c[n]
             json = isinstance(column.type, JSON)
             given = [cid in changes and n in changes[cid] for cid, _ in moved]
-            params.append([_raw_value(t.conversations, n, changes[cid][n]) if has else None
-                           for (cid, _), has in zip(moved, given, strict=True)])
+            column_values = [changes[cid][n] if has else None for (cid, _), has in zip(moved, given, strict=True)]
+            if json:  # sent as text, cast back
+                column_values = [orjson.dumps(v).decode() if has else None
+                                 for v, has in zip(column_values, given, strict=True)]
+            params.append(column_values)
             params.append(given)
             arrays += [f"${len(params) - 1}::{'text' if json else _PG_ARRAY_TYPES.get(type(column.type), 'text')}[]",
                        f"${len(params)}::boolean[]"]

@@ -584,14 +584,14 @@ async def test_postgres_one_batch_applies_bot_state_in_order_and_files_the_first
         advisor = replace(message(other, "地铁2号线旁边", sender="adv"), sender_role="advisor")
         results = await asyncio.gather(
             s.append_with_reply(message(cid, "开户", client_id="t-1"), answer,
-                                {"intent": "account", "bot_state": {"misses": 1}}),
+                                {"intent": "account", "bot_state": {"misses": 1}, "legal_hold": True}),
             s.append_with_reply(message(cid, "算了", client_id="t-2"), answer, {"intent": None}),
             s.append(advisor, files_reply=True),
             s.append(replace(advisor, text="第二句"), files_reply=True),
         )
         assert [r[0].seq for r in results[:2]] == [1, 3] and s._raw.batches["locked"] == 0
         row = await s.get_conversation(cid)
-        assert row.intent is None and row.bot_state == {"misses": 1} and row.last_seq == 4
+        assert row.intent is None and row.bot_state == {"misses": 1} and row.legal_hold and row.last_seq == 4
         assert [u["advisor_reply"] for u in await s.list_unanswered()] == ["地铁2号线旁边"]
         assert await s.verify_chains() == []
     finally:
