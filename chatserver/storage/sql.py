@@ -1492,6 +1492,17 @@ class PostgresStore(SQLStore):
 
 
 _NEW_HEAD = (0, "")  # a conversation's head before its first message
+# The batch's heads ($1, sorted ids), locked in id order: two nodes locking the same rows always
+# take them in the same order.
+_LOCK_HEADS = ("h AS (SELECT id, last_seq, last_hash FROM conversations WHERE id = ANY($1::text[]) "
+               "ORDER BY id FOR UPDATE)")
+
+
+def _stored_client_ids(senders: int, clients: int) -> str:
+    """FROM/JOIN of the stored messages m whose (sender, client id) is one of the batch's pairs,
+    given as arrays $senders and $clients (looked up through the unique index)."""
+    return (f"FROM unnest(${senders}::text[], ${clients}::text[]) AS k(sender_id, client_id) "
+            "JOIN messages AS m ON m.sender_id = k.sender_id AND m.client_id = k.client_id")
 
 
 class _PgWriter:
@@ -1513,26 +1524,21 @@ class _PgWriter:
     CONFLICTS: tuple[type[BaseException], ...] = (asyncpg.UniqueViolationError,)
     FAILURES: tuple[type[BaseException], ...] = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
 
-    # The locking transaction's read: the heads, locked, and the stored messages of resent
-    # client ids. Heads sorted: two nodes locking the same rows always take them in the same order.
+    # The locking transaction's read: the heads, locked, and the stored messages of resent client ids.
     _READ = (
-        "WITH h AS (SELECT id, last_seq, last_hash FROM conversations WHERE id = ANY($1::text[]) "
-        "ORDER BY id FOR UPDATE) "
+        f"WITH {_LOCK_HEADS} "
         "SELECT (SELECT json_agg(json_build_array(id, last_seq, last_hash)) FROM h), "
         f"(SELECT json_agg(json_build_array({', '.join(f'm.{c}' for c in _MESSAGE_COLUMNS)})) "
-        "FROM unnest($2::text[], $3::text[]) AS k(sender_id, client_id) "
-        "JOIN messages AS m ON m.sender_id = k.sender_id AND m.client_id = k.client_id)"
+        f"{_stored_client_ids(2, 3)})"
     )
     # `_commit_known`'s check, in the statement that writes: $1 the batch's conversations (sorted),
     # $2/$3 their remembered heads, $4/$5 the batch's (sender, client id) pairs. Locks as _READ.
     _KNOWN = (
-        "h AS (SELECT id, last_seq, last_hash FROM conversations WHERE id = ANY($1::text[]) "
-        "ORDER BY id FOR UPDATE), "
+        f"{_LOCK_HEADS}, "
         "ok AS (SELECT (SELECT count(*) FROM h JOIN unnest($1::text[], $2::bigint[], $3::text[]) "
         "AS e(id, last_seq, last_hash) ON h.id = e.id AND h.last_seq = e.last_seq "
         "AND h.last_hash = e.last_hash) = cardinality($1::text[]) "
-        "AND NOT EXISTS (SELECT 1 FROM unnest($4::text[], $5::text[]) AS k(sender_id, client_id) "
-        "JOIN messages AS m ON m.sender_id = k.sender_id AND m.client_id = k.client_id) AS ok)"
+        f"AND NOT EXISTS (SELECT 1 {_stored_client_ids(4, 5)}) AS ok)"
     )
     _INSERTS = {table.name: _RawInsert(table) for table in (t.messages, t.alerts, t.channel_deliveries, t.holds)}
     SERVER_SETTINGS = {"plan_cache_mode": "force_custom_plan", "jit": "off"}
