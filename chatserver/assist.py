@@ -136,7 +136,7 @@ class ProcessSuggester:
             # spawn, not fork: the hub has threads (the SQLite writer), and a forked child
             # could inherit a lock one of them held.
             self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
-                                             initializer=exit_with_parent)
+                                             initializer=start_worker)
         kb = engines.kb_jsonl if self._loaded != version else None
         try:
             results = await asyncio.get_running_loop().run_in_executor(
@@ -176,10 +176,18 @@ class StaleWorker(Exception):
 
 _worker_bot: tuple[int, Bot] | None = None
 
+# The worker's niceness above the hub's. Suggestions are best effort and may lag; the message
+# path may not. On a machine whose cores are busy the scheduler then runs the hub's event loop
+# and SQLite writer first (at half load on two cores shared with the load generator, the hub's
+# threads waited for a core ~30% of the time; docs/benchmarks/pipeline.md, ninth session).
+WORKER_NICE = 10
 
-def exit_with_parent() -> None:
-    """Worker start: a hub killed outright (SIGKILL, out of memory) must not leave its worker
-    behind, holding a copy of the bot, for every restart."""
+
+def start_worker() -> None:
+    """Worker start: below the hub in priority, and gone with it: a hub killed outright
+    (SIGKILL, out of memory) must not leave its worker behind, holding a copy of the bot, for
+    every restart."""
+    os.nice(WORKER_NICE)
     parent = multiprocessing.parent_process()
     if parent is not None:
         threading.Thread(target=_exit_when_gone, args=(parent,), name="parent-watch", daemon=True).start()

@@ -218,6 +218,11 @@ def summarise(hub: dict[str, Any], bare: dict[str, Any]) -> dict[str, Any]:
         "half_rate": hh.get("rate"),
         "hub_cpu_ms_per_msg": hc["server_cpu_ms_per_msg"],
         "bare_cpu_ms_per_msg": bc["server_cpu_ms_per_msg"],
+        # The half-load phase's share of the machine: a tail with the cores near full is the
+        # machine's (hub and load generator share it), not the hub's own work.
+        "half_hub_cpu_pct": hh["server_cpu_pct"],
+        "half_hub_runqueue_wait_pct": hh["server_runqueue_wait_pct"],
+        "half_machine_busy_pct": hh["machine_busy_pct"],
     }
 
 
@@ -231,6 +236,8 @@ def table(hub: dict[str, Any], bare: dict[str, Any]) -> str:
             "p99 ms",
             "server CPU %",
             "CPU ms/msg",
+            "wait %",
+            "machine %",
             "bot p99 ms",
             "sent",
             "acked",
@@ -253,6 +260,8 @@ def table(hub: dict[str, Any], bare: dict[str, Any]) -> str:
                     lat["p99"],
                     p["server_cpu_pct"],
                     p["server_cpu_ms_per_msg"],
+                    p["server_runqueue_wait_pct"],
+                    p["machine_busy_pct"],
                     bot["p99"] if bot["count"] else "-",
                     p["sent"],
                     p["acked"],

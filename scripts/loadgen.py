@@ -37,7 +37,7 @@ import secrets
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -149,9 +149,11 @@ class Stats:
     delivered: int = 0
     duplicated: int = 0
     latencies: list[float] = field(default_factory=list)
+    sent_at: list[float] = field(default_factory=list)  # send time of each latency (--latency-log)
     bot_latencies: list[float] = field(default_factory=list)
     bot_unanswered: int = 0
-    server_cpu: tuple[float, float] = (0.0, 0.0)  # server process CPU seconds at start and end
+    at_start: Usage = field(default_factory=lambda: Usage(0.0, 0.0, 0, 0))
+    at_end: Usage = field(default_factory=lambda: Usage(0.0, 0.0, 0, 0))
     acked_ids: dict[str, str] = field(default_factory=dict)  # message id -> receiving side key
     delivered_ids: set[tuple[str, str]] = field(default_factory=set)  # (receiver key, message id)
 
@@ -159,6 +161,8 @@ class Stats:
         lat = sorted(self.latencies)
         bot = sorted(self.bot_latencies)
         wall = max(1e-9, self.ended - self.started)
+        server_cpu = self.at_end.server_cpu - self.at_start.server_cpu
+        machine_ticks = max(1, self.at_end.machine_ticks - self.at_start.machine_ticks)
         lost = sum(1 for mid, to in self.acked_ids.items() if (to, mid) not in self.delivered_ids)
         return {
             "seconds": round(wall, 3),
@@ -169,10 +173,17 @@ class Stats:
             "duplicated": self.duplicated,
             "errors": dict(self.errors),
             "throughput": round(self.delivered / wall, 1),
-            "server_cpu_pct": round(100 * (self.server_cpu[1] - self.server_cpu[0]) / wall, 1),
+            "server_cpu_pct": round(100 * server_cpu / wall, 1),
             # Server CPU per delivered message: steadier than throughput on a shared machine.
-            "server_cpu_ms_per_msg": round(
-                1000 * (self.server_cpu[1] - self.server_cpu[0]) / max(1, self.delivered), 3
+            "server_cpu_ms_per_msg": round(1000 * server_cpu / max(1, self.delivered), 3),
+            # How long the server's threads were ready to run but had no core (summed over its
+            # threads, % of the phase), and how busy the whole machine's cores were: a latency
+            # tail with these high is the machine's, not the server's own work.
+            "server_runqueue_wait_pct": round(
+                100 * (self.at_end.server_wait - self.at_start.server_wait) / wall, 1
+            ),
+            "machine_busy_pct": round(
+                100 * (self.at_end.machine_busy - self.at_start.machine_busy) / machine_ticks, 1
             ),
             "latency_ms": {f"p{q}": _ms(percentile(lat, q)) for q in (50, 95, 99)}
             | {"max": _ms(lat[-1] if lat else None)},
@@ -346,6 +357,7 @@ class Run:
         if now <= stats.ended or stats.ended == 0:
             stats.delivered += 1
             stats.latencies.append(now - stamp[2])
+            stats.sent_at.append(stamp[2])
         if self.closed_loop and stats.ended == 0:
             chat.turn.put_nowait(peer.role)
 
@@ -569,7 +581,7 @@ class Run:
         tasks = [asyncio.create_task(loop(c)) for c in self.chats] + self._start_probes(stats)
         await asyncio.sleep(duration)
         stats.ended = time.time()
-        stats.server_cpu = (stats.server_cpu[0], process_cpu_seconds(self.args.server_pid))
+        stats.at_end = Usage.now(self.args.server_pid)
         for c in self.chats:
             c.turn.put_nowait("stop")
         await self._drain(stats, tasks)
@@ -593,15 +605,25 @@ class Run:
                 n += 1
             await asyncio.sleep(max(0.0, (n / rate) - (time.monotonic() - start)))
         stats.ended = time.time()
-        stats.server_cpu = (stats.server_cpu[0], process_cpu_seconds(self.args.server_pid))
+        stats.at_end = Usage.now(self.args.server_pid)
         await self._drain(stats, list(tasks) + probes)
         return stats
 
     def _begin(self) -> Stats:
+        # No collections in the measuring process while it measures: in a half-load phase its
+        # young collections took ~1 ms of CPU each and its middle ones 8-21 ms (270-340 and
+        # 25-30 of them in 20 s), and every message arriving meanwhile was stamped that much
+        # late. A phase is bounded (seconds, not minutes); what it leaves is collected after
+        # its drain.
+        gc.collect()
+        gc.freeze()
+        gc.disable()
         stats = Stats(started=time.time())
-        stats.server_cpu = (process_cpu_seconds(self.args.server_pid), 0.0)
+        stats.at_start = Usage.now(self.args.server_pid)
         self.stats = stats
         self.all_phases.append(stats)
+        # Progress on stderr, so an outside profiler can start with a phase.
+        print(f"phase {len(self.all_phases)} started", file=sys.stderr, flush=True)
         return stats
 
     async def _drain(self, stats: Stats, tasks: list[asyncio.Task[None]]) -> None:
@@ -615,6 +637,7 @@ class Run:
             await asyncio.sleep(0.05)
         for t in tasks:
             t.cancel()
+        gc.enable()
 
     async def close(self) -> None:
         if not self.args.bare:
@@ -676,6 +699,51 @@ def process_cpu_seconds(pid: int) -> float:
         # utime, stime, and (for the server itself) cutime, cstime of children it has reaped.
         ticks += sum(int(v) for v in fields[11:15 if one == pid else 13])
     return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def process_runqueue_wait_seconds(pid: int) -> float:
+    """Seconds the threads of a process and its descendants spent runnable, waiting for a core
+    (the second field of /proc/PID/task/TID/schedstat; 0 if unknown)."""
+    if pid <= 0:
+        return 0.0
+    waited = 0
+    for one in (pid, *_descendants(pid)):
+        for path in glob.glob(f"/proc/{one}/task/*/schedstat"):
+            try:
+                with open(path) as f:
+                    waited += int(f.read().split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    return waited / 1e9
+
+
+def machine_cpu_ticks() -> tuple[int, int]:
+    """Busy and total clock ticks of all cores since boot, from /proc/stat ((0, 0) if unknown)."""
+    try:
+        with open("/proc/stat") as f:
+            ticks = [int(v) for v in f.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return 0, 0
+    idle = ticks[3] + ticks[4]  # idle and iowait
+    return sum(ticks) - idle, sum(ticks)
+
+
+@dataclass(frozen=True)
+class Usage:
+    """CPU counters read at the start and the end of a phase."""
+
+    server_cpu: float
+    server_wait: float
+    machine_busy: int
+    machine_ticks: int
+
+    @classmethod
+    def now(cls, server_pid: int) -> Usage:
+        return cls(
+            process_cpu_seconds(server_pid),
+            process_runqueue_wait_seconds(server_pid),
+            *machine_cpu_ticks(),
+        )
 
 
 def _descendants(pid: int) -> list[int]:
@@ -743,9 +811,19 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         result["stray_errors"] = dict(load.stray_errors)
         result["lost"] = sum(p["lost"] for p in phases.values())
         result["duplicated"] = sum(p["duplicated"] for p in phases.values())
+        if args.latency_log:
+            write_latency_log(args.latency_log, zip(phases, load.all_phases, strict=True))
     finally:
         await load.close()
     return result
+
+
+def write_latency_log(path: str, phases: Iterable[tuple[str, Stats]]) -> None:
+    """One line per delivered message of each phase: when it was sent, and how long it took."""
+    with open(path, "w", encoding="utf-8") as out:
+        for name, stats in phases:
+            for sent, latency in zip(stats.sent_at, stats.latencies, strict=True):
+                out.write(f"{name} {sent:.6f} {latency * 1000:.3f}\n")
 
 
 def print_human(result: dict[str, Any]) -> None:
@@ -771,7 +849,8 @@ def print_human(result: dict[str, Any]) -> None:
         )
         if p["server_cpu_pct"]:
             print(
-                f"    server CPU {p['server_cpu_pct']}% ({p['server_cpu_ms_per_msg']} ms per delivered message)"
+                f"    server CPU {p['server_cpu_pct']}% ({p['server_cpu_ms_per_msg']} ms per delivered message), "
+                f"waiting for a core {p['server_runqueue_wait_pct']}%; machine cores busy {p['machine_busy_pct']}%"
             )
         b = p["bot_answer_ms"]
         if b["count"] or b["unanswered"]:
@@ -844,6 +923,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--admin-password", default=os.environ.get("LOADGEN_ADMIN_PASSWORD", "demo1234"))
     p.add_argument("--uvloop", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    p.add_argument(
+        "--latency-log",
+        default="",
+        help="write 'phase send_time latency_ms' per delivered message to this file",
+    )
     return p
 
 

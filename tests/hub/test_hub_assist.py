@@ -13,7 +13,14 @@ from typing import Any
 import pytest
 
 from bot import KnowledgeBase
-from chatserver.assist import AssistQueue, InlineSuggester, ProcessSuggester, StaleWorker, suggest_in_worker
+from chatserver.assist import (
+    WORKER_NICE,
+    AssistQueue,
+    InlineSuggester,
+    ProcessSuggester,
+    StaleWorker,
+    suggest_in_worker,
+)
 from chatserver.engines import Engines
 from chatserver.settings import Settings, SettingsError
 
@@ -97,6 +104,18 @@ async def test_the_worker_process_suggests_what_the_hub_process_would(engines: E
         assert worker.worker_pids() and worker.worker_pids()[0] != os.getpid()
         assert from_worker == await InlineSuggester(engines).suggest_many(JOBS)
         assert any(s.category == "margin" for s in from_worker[0])
+    finally:
+        await worker.close()
+
+
+async def test_the_worker_process_yields_the_cores_to_the_hub(engines: Engines):
+    """Suggestions are best effort; on a busy machine the message path goes first."""
+    worker = ProcessSuggester(engines)
+    try:
+        await worker.suggest_many(JOBS[:1])
+        [pid] = worker.worker_pids()
+        hub_nice = os.getpriority(os.PRIO_PROCESS, 0)
+        assert os.getpriority(os.PRIO_PROCESS, pid) == min(19, hub_nice + WORKER_NICE) > hub_nice
     finally:
         await worker.close()
 

@@ -77,7 +77,7 @@ def _assert_counts_add_up(phase: dict[str, Any]) -> None:
     assert 0 <= lat["p50"] <= lat["p95"] <= lat["p99"] <= lat["max"] < 5000
 
 
-async def test_loadgen_against_the_bare_relay_counts_every_message() -> None:
+async def test_loadgen_against_the_bare_relay_counts_every_message(tmp_path: Path) -> None:
     port = free_port()
     relay = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -105,6 +105,10 @@ async def test_loadgen_against_the_bare_relay_counts_every_message() -> None:
             "--drain",
             "1",
             "--also-half",
+            "--server-pid",
+            str(relay.pid),
+            "--latency-log",
+            str(tmp_path / "latency.txt"),
         )
     finally:
         relay.terminate()
@@ -117,6 +121,16 @@ async def test_loadgen_against_the_bare_relay_counts_every_message() -> None:
     # when the phase ends; everything acked is delivered by the end of the drain.
     assert closed["acked"] - closed["delivered"] <= 6
     assert half["rate"] == pytest.approx(closed["throughput"] / 2, abs=0.1)
+    # The machine's share: the relay's CPU and its wait for a core, the cores' busy share.
+    for phase in (closed, half):
+        assert phase["server_cpu_pct"] > 0 and phase["server_runqueue_wait_pct"] >= 0
+        assert 0 < phase["machine_busy_pct"] <= 100
+    # --latency-log: one line per message counted in a phase, with its send time and latency.
+    lines = [line.split() for line in (tmp_path / "latency.txt").read_text().splitlines()]
+    for name, phase in (("closed", closed), ("half", half)):
+        mine = [(float(sent), float(ms)) for p, sent, ms in lines if p == name]
+        assert len(mine) == phase["delivered"]
+        assert max(ms for _, ms in mine) == pytest.approx(phase["latency_ms"]["max"], abs=0.01)
 
 
 async def test_loadgen_against_a_real_hub_runs_whole_conversations(hub: Any) -> None:
