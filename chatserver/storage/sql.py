@@ -1410,7 +1410,7 @@ class _RawInsert:
         for r in rows:
             row = [r.get(n, d) for n, d in zip(names, defaults, strict=True)]
             for i in encoded:
-                row[i] = orjson.dumps(row[i]).decode()
+                row[i] = _json_text(row[i])
             values.append(row)
         return names, values
 
@@ -1440,10 +1440,15 @@ def _raw_duplicate(row: Sequence[Any]) -> StoredMessage:
     return StoredMessage(**record, duplicate=True)
 
 
+def _json_text(value: Any) -> str:
+    """A JSON column's value as SQLAlchemy binds it on both databases: text, None as 'null'."""
+    return orjson.dumps(value).decode()
+
+
 def _raw_value(table: Any, name: str, value: Any) -> Any:
     """A value as SQLAlchemy would bind it on SQLite: JSON as text (None as 'null'), bool as int."""
     if isinstance(table.c[name].type, JSON):
-        return orjson.dumps(value).decode()
+        return _json_text(value)
     if isinstance(value, bool):
         return int(value)
     return value
@@ -1652,18 +1657,17 @@ class _PgWriter:
         assignments = ["last_seq = v.last_seq", "last_hash = v.last_hash"]
         for n in dict.fromkeys(n for values in changes.values() for n in values):
             column = t.conversations.c[n]
-            json = isinstance(column.type, JSON)
+            is_json = isinstance(column.type, JSON)
             given = [cid in changes and n in changes[cid] for cid, _ in moved]
             column_values = [changes[cid][n] if has else None for (cid, _), has in zip(moved, given, strict=True)]
-            if json:  # sent as text, cast back
-                column_values = [orjson.dumps(v).decode() if has else None
-                                 for v, has in zip(column_values, given, strict=True)]
+            if is_json:  # sent as text, cast back
+                column_values = [_json_text(v) if has else None for v, has in zip(column_values, given, strict=True)]
             params.append(column_values)
             params.append(given)
-            arrays += [f"${len(params) - 1}::{'text' if json else _PG_ARRAY_TYPES.get(type(column.type), 'text')}[]",
-                       f"${len(params)}::boolean[]"]
+            array_type = "text" if is_json else _PG_ARRAY_TYPES.get(type(column.type), "text")
+            arrays += [f"${len(params) - 1}::{array_type}[]", f"${len(params)}::boolean[]"]
             names += [n, f"set_{n}"]
-            assignments.append(f"{n} = CASE WHEN v.set_{n} THEN v.{n}{'::json' if json else ''} ELSE c.{n} END")
+            assignments.append(f"{n} = CASE WHEN v.set_{n} THEN v.{n}{'::json' if is_json else ''} ELSE c.{n} END")
         parts.append(f"w{len(parts)} AS (UPDATE conversations AS c SET {', '.join(assignments)} "
                      f"FROM unnest({', '.join(arrays)}) AS v({', '.join(names)}) WHERE c.id = v.id{only_if})")
         if batch.replies_to_file:
