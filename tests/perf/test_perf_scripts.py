@@ -133,6 +133,46 @@ async def test_loadgen_against_the_bare_relay_counts_every_message(tmp_path: Pat
         assert max(ms for _, ms in mine) == pytest.approx(phase["latency_ms"]["max"], abs=0.01)
 
 
+async def test_the_open_loop_keeps_its_rate_between_its_2_ms_wakes() -> None:
+    """At 1,000 messages/s a message is due every 1 ms, under the loop's 2 ms wake: each wake
+    sends what came due since, so the phase still sends its rate."""
+    port = free_port()
+    relay = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(SCRIPTS / "bare_relay.py"),
+        "--port",
+        str(port),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        await _wait_port(port)
+        result = await _run_loadgen(
+            "--url",
+            f"http://127.0.0.1:{port}",
+            "--bare",
+            "--uvloop",
+            "--investors",
+            "60",
+            "--advisors",
+            "60",
+            "--chats-per-advisor",
+            "1",
+            "--duration",
+            "2",
+            "--drain",
+            "1",
+            "--rate",
+            "1000",
+        )
+    finally:
+        relay.terminate()
+        await relay.wait()
+    opened = result["phases"]["open"]
+    _assert_counts_add_up(opened)
+    assert opened["sent"] == pytest.approx(1000 * opened["seconds"], rel=0.05)
+
+
 async def test_loadgen_against_a_real_hub_runs_whole_conversations(hub: Any) -> None:
     result = await _run_loadgen(
         "--url",
