@@ -139,7 +139,8 @@ class Pacer:
             if self.tokens >= 1:
                 self.tokens -= 1
                 return
-            await asyncio.sleep((1 - self.tokens) / self.rate)
+            # At least a pacing tick: uvloop would end a sub-millisecond sleep at once (see PACE_TICK_S).
+            await asyncio.sleep(max(PACE_TICK_S, (1 - self.tokens) / self.rate))
 
 
 @dataclass

@@ -7,11 +7,13 @@ The loadgen runs as a subprocess against the bare relay and against a real hub; 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import json
 import socket
 import sys
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -77,19 +79,29 @@ def _assert_counts_add_up(phase: dict[str, Any]) -> None:
     assert 0 <= lat["p50"] <= lat["p95"] <= lat["p99"] <= lat["max"] < 5000
 
 
-async def test_loadgen_against_the_bare_relay_counts_every_message(tmp_path: Path) -> None:
+@contextlib.asynccontextmanager
+async def _bare_relay(*extra: str) -> AsyncIterator[tuple[int, int]]:
+    """A bare relay on a free port, as (port, pid), stopped afterwards."""
     port = free_port()
     relay = await asyncio.create_subprocess_exec(
         sys.executable,
         str(SCRIPTS / "bare_relay.py"),
         "--port",
         str(port),
-        "--no-uvloop",
+        *extra,
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.DEVNULL,
     )
     try:
         await _wait_port(port)
+        yield port, relay.pid
+    finally:
+        relay.terminate()
+        await relay.wait()
+
+
+async def test_loadgen_against_the_bare_relay_counts_every_message(tmp_path: Path) -> None:
+    async with _bare_relay("--no-uvloop") as (port, pid):
         result = await _run_loadgen(
             "--url",
             f"http://127.0.0.1:{port}",
@@ -106,13 +118,10 @@ async def test_loadgen_against_the_bare_relay_counts_every_message(tmp_path: Pat
             "1",
             "--also-half",
             "--server-pid",
-            str(relay.pid),
+            str(pid),
             "--latency-log",
             str(tmp_path / "latency.txt"),
         )
-    finally:
-        relay.terminate()
-        await relay.wait()
     assert result["mode"] == "bare" and result["lost"] == 0 and result["duplicated"] == 0
     closed, half = result["phases"]["closed"], result["phases"]["half"]
     _assert_counts_add_up(closed)
@@ -136,17 +145,7 @@ async def test_loadgen_against_the_bare_relay_counts_every_message(tmp_path: Pat
 async def test_the_open_loop_keeps_its_rate_between_its_2_ms_wakes() -> None:
     """At 1,000 messages/s a message is due every 1 ms, under the loop's 2 ms wake: each wake
     sends what came due since, so the phase still sends its rate."""
-    port = free_port()
-    relay = await asyncio.create_subprocess_exec(
-        sys.executable,
-        str(SCRIPTS / "bare_relay.py"),
-        "--port",
-        str(port),
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    try:
-        await _wait_port(port)
+    async with _bare_relay() as (port, _pid):
         result = await _run_loadgen(
             "--url",
             f"http://127.0.0.1:{port}",
@@ -165,9 +164,6 @@ async def test_the_open_loop_keeps_its_rate_between_its_2_ms_wakes() -> None:
             "--rate",
             "1000",
         )
-    finally:
-        relay.terminate()
-        await relay.wait()
     opened = result["phases"]["open"]
     _assert_counts_add_up(opened)
     assert opened["sent"] == pytest.approx(1000 * opened["seconds"], rel=0.05)
