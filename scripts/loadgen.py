@@ -690,13 +690,12 @@ async def _bounded(limit: int, coros: list[Any]) -> list[Any]:
     return list(await asyncio.gather(*(one(c) for c in coros)))
 
 
-def process_cpu_seconds(pid: int) -> float:
+def process_cpu_seconds(pid: int, tree: list[int]) -> float:
     """User + system CPU seconds of another process and the processes it started (the hub's
-    suggestion worker), living or reaped (0 if unknown), from /proc/PID/stat."""
-    if pid <= 0:
-        return 0.0
+    suggestion worker; `tree` is pid and its descendants), living or reaped (0 if unknown),
+    from /proc/PID/stat."""
     ticks = 0
-    for one in (pid, *_descendants(pid)):
+    for one in tree:
         try:
             with open(f"/proc/{one}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
@@ -707,13 +706,11 @@ def process_cpu_seconds(pid: int) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
-def process_runqueue_wait_seconds(pid: int) -> float:
-    """Seconds the threads of a process and its descendants spent runnable, waiting for a core
-    (the second field of /proc/PID/task/TID/schedstat; 0 if unknown)."""
-    if pid <= 0:
-        return 0.0
+def process_runqueue_wait_seconds(tree: list[int]) -> float:
+    """Seconds the threads of these processes spent runnable, waiting for a core (the second
+    field of /proc/PID/task/TID/schedstat; 0 if unknown)."""
     waited = 0
-    for one in (pid, *_descendants(pid)):
+    for one in tree:
         for path in glob.glob(f"/proc/{one}/task/*/schedstat"):
             try:
                 with open(path) as f:
@@ -745,9 +742,10 @@ class Usage:
 
     @classmethod
     def now(cls, server_pid: int) -> Usage:
+        tree = [server_pid, *_descendants(server_pid)] if server_pid > 0 else []
         return cls(
-            process_cpu_seconds(server_pid),
-            process_runqueue_wait_seconds(server_pid),
+            process_cpu_seconds(server_pid, tree),
+            process_runqueue_wait_seconds(tree),
             *machine_cpu_ticks(),
         )
 
