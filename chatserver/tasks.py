@@ -6,6 +6,7 @@ Both are cancellation-safe on Python 3.11, where asyncio.wait_for can swallow a 
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 
 async def wait_event(event: asyncio.Event, timeout: float) -> bool:
@@ -19,7 +20,7 @@ async def wait_event(event: asyncio.Event, timeout: float) -> bool:
         return False
 
 
-async def stop_task(task: asyncio.Task[object] | None) -> None:
+async def stop_task(task: asyncio.Future[Any] | None) -> None:
     """Cancel a background task and wait until it has finished unwinding."""
     if task is None or task.done():
         return

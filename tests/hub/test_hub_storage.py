@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import threading
 import time
 from dataclasses import replace
 
@@ -373,16 +374,21 @@ async def test_shared_conversation_cache_trusts_only_notices_it_can_vouch_for(db
 
 async def test_group_commit_gathers_a_trickle_into_one_commit_only_while_busy(db_url: str):
     """With a gather window, messages streaming in share one commit; an idle writer does not wait."""
+    from chatserver.storage.sql import _RawWriter
+
     s = open_store(db_url, batch_max=64, gather_s=0.2)
     await s.start()
-    commits: list[int] = []
-    commit_batch = s._commit_batch
+    if isinstance(s._raw, _RawWriter):
+        commits = s._raw.batch_sizes  # a SQLite file's batches commit on the writer's thread
+    else:
+        commits = []
+        commit_batch = s._commit_batch
 
-    async def counting(items):
-        commits.append(len(items))
-        await commit_batch(items)
+        async def counting(items):
+            commits.append(len(items))
+            await commit_batch(items)
 
-    s._commit_batch = counting  # count the writer's batches; the commit itself is the real one
+        s._commit_batch = counting  # count the writer's batches; the commit itself is the real one
     try:
         cid = await conversation(s)
         await asyncio.sleep(0.3)  # the writer has been idle longer than the window
@@ -390,16 +396,191 @@ async def test_group_commit_gathers_a_trickle_into_one_commit_only_while_busy(db
         await asyncio.sleep(0.02)
         # The first found the writer idle and did not wait for this one.
         second = await s.append(message(cid, "乙"))
-        assert commits == [1, 1]
+        assert list(commits) == [1, 1]
         # These find a commit just ended: the first waits for the others.
         first = asyncio.ensure_future(s.append(message(cid, "一")))
         await asyncio.sleep(0.02)  # inside the window: still gathered
         rest = [asyncio.ensure_future(s.append(message(cid, t))) for t in ("二", "三")]
         stored = await asyncio.gather(lone, first, *rest)
         assert [m.seq for m in stored] == [1, 3, 4, 5] and second.seq == 2
-        assert commits == [1, 1, 3]
+        assert list(commits) == [1, 1, 3]
     finally:
         await s.close()
+
+
+def _hold_the_write_turn(store) -> tuple[threading.Thread, threading.Event]:
+    """Another writer of the file has the turn until the returned event is set."""
+    turn = store._raw.turn
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with turn.writer():
+            held.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold, name="turn-holder")
+    holder.start()
+    assert held.wait(5)
+    return holder, release
+
+
+async def test_sqlite_engine_write_waiting_for_the_file_goes_before_the_next_batch(tmp_path):
+    """The writer thread and the engine's transactions take turns on the file (no SQLITE_BUSY,
+    whose retries sleep); a waiting engine write goes first, its turn is not lost to the batches."""
+    from chatserver.storage.sql import SqliteStore
+
+    s = SqliteStore(f"sqlite+aiosqlite:///{tmp_path / 'turns.sqlite3'}")
+    await s.start()
+    try:
+        cid = await conversation(s)
+        holder, release = _hold_the_write_turn(s)
+        done: list[str] = []
+
+        async def engine_write() -> None:
+            await s.update_conversation(cid, time.time(), state="queued")
+            done.append("engine")
+
+        async def message_write() -> None:
+            await s.append(message(cid, "甲"))
+            done.append("message")
+
+        writes = [asyncio.ensure_future(engine_write())]
+        await asyncio.sleep(0.05)
+        writes.append(asyncio.ensure_future(message_write()))
+        await asyncio.sleep(0.05)
+        assert done == []  # both wait for the file
+        release.set()
+        await asyncio.wait_for(asyncio.gather(*writes), 5)
+        holder.join()
+        assert done == ["engine", "message"]
+        assert (await s.get_conversation(cid)).state == "queued"
+        assert [m.text for m in await s.messages_after(cid, 0)] == ["甲"]
+    finally:
+        await s.close()
+
+
+async def test_sqlite_engine_write_cancelled_while_waiting_gives_its_turn_back(tmp_path):
+    from chatserver.storage.sql import SqliteStore
+
+    s = SqliteStore(f"sqlite+aiosqlite:///{tmp_path / 'cancel.sqlite3'}")
+    await s.start()
+    try:
+        cid = await conversation(s)
+        holder, release = _hold_the_write_turn(s)
+        waiting = asyncio.ensure_future(s.update_conversation(cid, time.time(), state="queued"))
+        await asyncio.sleep(0.05)
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        release.set()
+        holder.join()
+        # The cancelled write's turn came after all and went back: messages and rows go on.
+        assert (await asyncio.wait_for(s.append(message(cid, "乙")), 5)).seq == 1
+        await asyncio.wait_for(s.update_conversation(cid, time.time(), state="closed"), 5)
+        assert (await s.get_conversation(cid)).state == "closed"
+    finally:
+        await s.close()
+
+
+async def test_sqlite_close_commits_every_queued_message_first(tmp_path):
+    from chatserver.storage.sql import SqliteStore
+
+    s = SqliteStore(f"sqlite+aiosqlite:///{tmp_path / 'drain.sqlite3'}", batch_max=8)
+    await s.start()
+    cid = await conversation(s)
+    appends = [asyncio.ensure_future(s.append(message(cid, f"m{i}"))) for i in range(40)]
+    await asyncio.sleep(0)  # all 40 are in the writer's queue
+    await s.close()
+    assert [a.result().seq for a in appends] == list(range(1, 41))
+    with pytest.raises(StorageUnavailable, match="not running"):
+        await s.append(message(cid, "too late"))
+    reopened = SqliteStore(f"sqlite+aiosqlite:///{tmp_path / 'drain.sqlite3'}")
+    await reopened.start()
+    try:
+        assert len(await reopened.messages_after(cid, 0)) == 40
+    finally:
+        await reopened.close()
+
+
+async def test_sqlite_circuit_opens_on_failed_commits_and_a_probe_closes_it(tmp_path):
+    """Appends fail fast (not queued behind a dead file) once three commits in a row failed;
+    after the open period one append probes, and its commit closes the circuit."""
+    import sqlite3
+
+    from chatserver.storage.sql import SqliteStore
+
+    path = tmp_path / "breaker.sqlite3"
+    s = SqliteStore(f"sqlite+aiosqlite:///{path}", busy_timeout_s=0.05)
+    s.breaker.open_for_s = 0.3
+    await s.start()
+    try:
+        cid = await conversation(s)
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN EXCLUSIVE")
+        for n in range(3):
+            with pytest.raises(StorageUnavailable, match="locked"):
+                await s.append(message(cid, f"失败{n}", client_id=f"c-{n}"))
+        assert s.breaker.is_open
+        started = time.monotonic()
+        with pytest.raises(StorageUnavailable, match="circuit open"):
+            await s.append(message(cid, "fast", client_id="c-fast"))
+        assert time.monotonic() - started < 0.05
+        other.execute("ROLLBACK")
+        other.close()
+        await asyncio.sleep(0.35)
+        probe = await s.append(message(cid, "probe", client_id="c-probe"))
+        assert probe.seq == 1 and not s.breaker.is_open
+        assert [m.text for m in await s.messages_after(cid, 0)] == ["probe"]
+    finally:
+        await s.close()
+
+
+async def test_sqlite_writer_outlives_a_failing_batch_and_a_retry_finds_what_it_stored(tmp_path, caplog):
+    """An unexpected error on the writer thread fails that batch back to its senders (logged) and
+    the writer goes on; a sender's retry with the same client id is answered from the database."""
+    from collections import deque
+
+    from chatserver.storage.sql import SqliteStore
+
+    class FailingAfterCommit(deque):
+        def append(self, size: int) -> None:
+            raise RuntimeError("bug after the commit")
+
+    s = SqliteStore(f"sqlite+aiosqlite:///{tmp_path / 'bug.sqlite3'}")
+    await s.start()
+    try:
+        cid = await conversation(s)
+        assert (await s.append(message(cid, "甲"))).seq == 1
+        s._raw.batch_sizes = FailingAfterCommit()
+        with pytest.raises(StorageUnavailable, match="store error: bug after the commit"):
+            await s.append(message(cid, "乙", client_id="c-2"))
+        assert "message batch failed" in caplog.text
+        s._raw.batch_sizes = deque(maxlen=256)
+        retried = await s.append(message(cid, "乙", client_id="c-2"))
+        assert retried.duplicate and retried.seq == 2  # stored once, never acknowledged until now
+        assert (await s.append(message(cid, "丙"))).seq == 3
+    finally:
+        await s.close()
+
+
+def test_a_process_that_never_closes_its_sqlite_store_still_exits(tmp_path):
+    """The commit loop's thread waits for messages forever; it must not keep the process alive
+    (a command that fails half-way, a test that forgets `close`)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import asyncio\n"
+        "from chatserver.storage.sql import SqliteStore\n"
+        "async def main():\n"
+        f"    s = SqliteStore('sqlite+aiosqlite:///{tmp_path / 'open.sqlite3'}')\n"
+        "    await s.start()\n"
+        "asyncio.run(main())\n"
+        "print('exiting')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "exiting"
 
 
 def _messages_in_database_file(path) -> int:
