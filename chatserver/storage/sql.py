@@ -1370,21 +1370,28 @@ class _Checkpointer(_SqliteThread):
 class _WriteTurn:
     """Whose turn it is to write the SQLite file: the writer thread's batches or a transaction
     of the engine's (every write that is not a message). One at a time, so neither meets
-    SQLITE_BUSY, whose retries sleep. An engine write that waits goes before the writer's next
-    batch: engine writes are few and short, batches follow one another all the time."""
+    SQLITE_BUSY, whose retries sleep. When both wait they alternate: a batch follows one another
+    all the time, so an engine write waiting goes before the next batch, and a batch waiting
+    goes before the next engine write (a burst of them, a restart's requeues say, cannot hold
+    the messages back; engine writes take turns among themselves before they come here)."""
 
     def __init__(self) -> None:
         self._changed = threading.Condition()
         self._busy = False
         self._engine_waiting = 0
+        self._writer_waiting = False
+        self._engine_went_last = False
 
     @contextmanager
     def writer(self) -> Iterator[None]:
         """The writer thread's turn, for one batch."""
         with self._changed:
-            while self._busy or self._engine_waiting:
+            self._writer_waiting = True
+            while self._busy or (self._engine_waiting and not self._engine_went_last):
                 self._changed.wait()
+            self._writer_waiting = False
             self._busy = True
+            self._engine_went_last = False
         try:
             yield
         finally:
@@ -1408,15 +1415,16 @@ class _WriteTurn:
 
     def _take_for_engine(self, wait: bool) -> bool:
         with self._changed:
-            if self._busy and not wait:
+            if not wait and (self._busy or (self._writer_waiting and self._engine_went_last)):
                 return False
             self._engine_waiting += 1
             try:
-                while self._busy:
+                while self._busy or (self._writer_waiting and self._engine_went_last):
                     self._changed.wait()
             finally:
                 self._engine_waiting -= 1
             self._busy = True
+            self._engine_went_last = True
             return True
 
     def _give_back(self) -> None:

@@ -459,6 +459,41 @@ async def test_sqlite_engine_write_waiting_for_the_file_goes_before_the_next_bat
         await s.close()
 
 
+async def test_sqlite_engine_writes_and_batches_alternate_while_both_wait(tmp_path):
+    """A burst of engine writes (a restart's requeues, say) cannot hold the messages back: when
+    both wait, a batch goes between two engine writes."""
+    from chatserver.storage.sql import SqliteStore
+
+    s = SqliteStore(f"sqlite+aiosqlite:///{tmp_path / 'alternate.sqlite3'}")
+    await s.start()
+    try:
+        cid = await conversation(s)
+        holder, release = _hold_the_write_turn(s)
+        done: list[str] = []
+
+        async def engine_write(name: str, state: str) -> None:
+            await s.update_conversation(cid, time.time(), state=state)
+            done.append(name)
+
+        async def message_write() -> None:
+            await s.append(message(cid, "甲"))
+            done.append("message")
+
+        writes = [asyncio.ensure_future(engine_write("engine 1", "queued"))]
+        await asyncio.sleep(0.05)
+        writes.append(asyncio.ensure_future(message_write()))
+        await asyncio.sleep(0.05)
+        writes.append(asyncio.ensure_future(engine_write("engine 2", "assigned")))
+        await asyncio.sleep(0.05)
+        release.set()
+        await asyncio.wait_for(asyncio.gather(*writes), 5)
+        holder.join()
+        assert done == ["engine 1", "message", "engine 2"]
+        assert (await s.get_conversation(cid)).state == "assigned"
+    finally:
+        await s.close()
+
+
 async def test_sqlite_engine_write_cancelled_while_waiting_gives_its_turn_back(tmp_path):
     from chatserver.storage.sql import SqliteStore
 
