@@ -408,9 +408,8 @@ async def test_group_commit_gathers_a_trickle_into_one_commit_only_while_busy(db
         await s.close()
 
 
-def _hold_the_write_turn(store) -> tuple[threading.Thread, threading.Event]:
+def _hold_the_write_turn(turn) -> tuple[threading.Thread, threading.Event]:
     """Another writer of the file has the turn until the returned event is set."""
-    turn = store._raw.turn
     held, release = threading.Event(), threading.Event()
 
     def hold() -> None:
@@ -424,51 +423,18 @@ def _hold_the_write_turn(store) -> tuple[threading.Thread, threading.Event]:
     return holder, release
 
 
-async def test_sqlite_engine_write_waiting_for_the_file_goes_before_the_next_batch(tmp_path):
-    """The writer thread and the engine's transactions take turns on the file (no SQLITE_BUSY,
-    whose retries sleep); a waiting engine write goes first, its turn is not lost to the batches."""
-    from chatserver.storage.sql import SqliteStore
-
-    s = SqliteStore(f"sqlite+aiosqlite:///{tmp_path / 'turns.sqlite3'}")
-    await s.start()
-    try:
-        cid = await conversation(s)
-        holder, release = _hold_the_write_turn(s)
-        done: list[str] = []
-
-        async def engine_write() -> None:
-            await s.update_conversation(cid, time.time(), state="queued")
-            done.append("engine")
-
-        async def message_write() -> None:
-            await s.append(message(cid, "甲"))
-            done.append("message")
-
-        writes = [asyncio.ensure_future(engine_write())]
-        await asyncio.sleep(0.05)
-        writes.append(asyncio.ensure_future(message_write()))
-        await asyncio.sleep(0.05)
-        assert done == []  # both wait for the file
-        release.set()
-        await asyncio.wait_for(asyncio.gather(*writes), 5)
-        holder.join()
-        assert done == ["engine", "message"]
-        assert (await s.get_conversation(cid)).state == "queued"
-        assert [m.text for m in await s.messages_after(cid, 0)] == ["甲"]
-    finally:
-        await s.close()
-
-
 async def test_sqlite_engine_writes_and_batches_alternate_while_both_wait(tmp_path):
-    """A burst of engine writes (a restart's requeues, say) cannot hold the messages back: when
-    both wait, a batch goes between two engine writes."""
+    """The writer thread and the engine's transactions take turns on the file (no SQLITE_BUSY,
+    whose retries sleep). When both wait they alternate: a waiting engine write goes before the
+    next batch, and a burst of engine writes (a restart's requeues, say) cannot hold the
+    messages back."""
     from chatserver.storage.sql import SqliteStore
 
     s = SqliteStore(f"sqlite+aiosqlite:///{tmp_path / 'alternate.sqlite3'}")
     await s.start()
     try:
         cid = await conversation(s)
-        holder, release = _hold_the_write_turn(s)
+        holder, release = _hold_the_write_turn(s._raw.turn)
         done: list[str] = []
 
         async def engine_write(name: str, state: str) -> None:
@@ -485,13 +451,48 @@ async def test_sqlite_engine_writes_and_batches_alternate_while_both_wait(tmp_pa
         await asyncio.sleep(0.05)
         writes.append(asyncio.ensure_future(engine_write("engine 2", "assigned")))
         await asyncio.sleep(0.05)
+        assert done == []  # all wait for the file
         release.set()
         await asyncio.wait_for(asyncio.gather(*writes), 5)
         holder.join()
         assert done == ["engine 1", "message", "engine 2"]
         assert (await s.get_conversation(cid)).state == "assigned"
+        assert [m.text for m in await s.messages_after(cid, 0)] == ["甲"]
     finally:
         await s.close()
+
+
+async def test_write_turn_alternates_when_engine_writes_and_a_batch_wait():
+    """Two engine writes waiting at once (the store's own lock keeps them apart, so only a gap
+    between them would otherwise let the batch in) and a batch: the batch goes between them."""
+    from chatserver.storage.sql import _WriteTurn
+
+    turn = _WriteTurn()
+    order: list[str] = []
+
+    def batch() -> None:
+        with turn.writer():
+            order.append("batch")
+
+    async def engine_write(name: str) -> None:
+        async with turn.engine():
+            order.append(name)
+            await asyncio.sleep(0.01)
+
+    holder, release = _hold_the_write_turn(turn)
+    writes = [asyncio.ensure_future(engine_write("engine 1"))]
+    await asyncio.sleep(0.05)
+    batcher = threading.Thread(target=batch)
+    batcher.start()
+    await asyncio.sleep(0.05)
+    writes.append(asyncio.ensure_future(engine_write("engine 2")))
+    await asyncio.sleep(0.05)
+    assert order == []
+    release.set()
+    await asyncio.wait_for(asyncio.gather(*writes), 5)
+    holder.join()
+    batcher.join(5)
+    assert order[1] == "batch" and sorted(order[::2]) == ["engine 1", "engine 2"]
 
 
 async def test_sqlite_engine_write_cancelled_while_waiting_gives_its_turn_back(tmp_path):
@@ -501,7 +502,7 @@ async def test_sqlite_engine_write_cancelled_while_waiting_gives_its_turn_back(t
     await s.start()
     try:
         cid = await conversation(s)
-        holder, release = _hold_the_write_turn(s)
+        holder, release = _hold_the_write_turn(s._raw.turn)
         waiting = asyncio.ensure_future(s.update_conversation(cid, time.time(), state="queued"))
         await asyncio.sleep(0.05)
         waiting.cancel()
