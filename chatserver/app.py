@@ -125,6 +125,7 @@ async def close_services(services: Services) -> None:
     await services.hub.assist.stop()
     await services.hub.suggester.close()
     await services.bus.close()
+    await services.engines.close()
     await services.store.close()  # drains the writer: everything accepted is committed
 
 
@@ -133,7 +134,7 @@ def _on_control(services: Services, payload: str) -> None:
     if not isinstance(event, dict):
         return
     if event.get("type") == "reload":
-        asyncio.get_running_loop().create_task(services.engines.refresh())
+        services.engines.refresh_soon()
     elif event.get("type") == "access_lists":
         _apply_access_lists(services, event)
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from bot import Bot, BotConfig, KnowledgeBase, load_demo_kb
 from chatserver.storage.sql import SQLStore
+from chatserver.tasks import stop_task
 from compliance import ComplianceEngine, RuleSet, load_default_rules, load_demo_products
 
 log = logging.getLogger("chatserver.engines")
@@ -42,6 +43,7 @@ class Engines:
         self.kb_jsonl = ""  # the KB the bot was built from (the suggestion worker builds its copy from it)
         self.rules_version = 0
         self._lock = asyncio.Lock()
+        self._refreshing: set[asyncio.Task[None]] = set()
 
     async def seed(self, now: float | None = None) -> None:
         """Store the shipped KB and rule set as version 1 if the database has none yet."""
@@ -76,6 +78,26 @@ class Engines:
             self.rules, self.compliance, self.rules_version = rules, engine, version
             freeze_heap()
             log.info("compliance rules version %d in use", version)
+
+    def refresh_soon(self) -> None:
+        """`refresh` in the background, for a bus notice's callback, which cannot wait for it.
+
+        The task is held here and stopped by `close`: one left running when the process shuts
+        down would be dropped in the middle of a read, its database connection never returned.
+        """
+        task = asyncio.get_running_loop().create_task(self.refresh(), name="engines-refresh")
+        self._refreshing.add(task)
+        task.add_done_callback(self._refreshed)
+
+    def _refreshed(self, task: asyncio.Task[None]) -> None:
+        self._refreshing.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("engines not refreshed; the next notice tries again", exc_info=task.exception())
+
+    async def close(self) -> None:
+        """Stop background refreshes (before the store they read from closes)."""
+        for task in list(self._refreshing):
+            await stop_task(task)
 
     async def refresh(self) -> None:
         """Pick up versions stored by another node (called on a bus notice)."""

@@ -66,3 +66,42 @@ async def test_sigterm_closes_sockets_with_1001_and_keeps_every_acked_message(tm
     db = sqlite3.connect(tmp_path / "chatserver.sqlite3")
     stored = {row[0] for row in db.execute("select id from messages where conversation_id = ?", (conv["id"],))}
     assert {a["message_id"] for a in acked} <= stored
+
+
+async def test_an_engine_refresh_still_reading_at_shutdown_is_stopped_before_the_store_closes(tmp_path):
+    """A bus notice's refresh still reading when the hub shuts down is stopped first, so its
+    database connection goes back to the pool (dropped mid-read, it leaked one)."""
+    from chatserver.app import close_services, open_services
+    from chatserver.settings import Settings
+
+    services = await open_services(Settings(data_dir=str(tmp_path)))
+    pool = services.store.engine.pool
+    try:
+        services.engines.refresh_soon()
+        await asyncio.sleep(0)  # the refresh is in its first read
+        refreshing = [t for t in asyncio.all_tasks() if t.get_name() == "engines-refresh"]
+        assert len(refreshing) == 1 and not refreshing[0].done()
+        assert pool.checkedout() == 1
+    finally:
+        await close_services(services)
+    assert refreshing[0].done()
+    assert pool.checkedout() == 0
+
+
+async def test_an_engine_refresh_that_cannot_read_is_logged_and_the_engines_stay(tmp_path, caplog):
+    from chatserver.app import close_services, open_services
+    from chatserver.settings import Settings
+
+    services = await open_services(Settings(data_dir=str(tmp_path)))
+    try:
+        versions = services.engines.status()
+        for _ in range(services.store.breaker.failures):
+            services.store.breaker.failed()  # the database is down: reads fail at once
+        services.engines.refresh_soon()
+        refreshing = [t for t in asyncio.all_tasks() if t.get_name() == "engines-refresh"]
+        await asyncio.wait(refreshing, timeout=5)
+        assert "engines not refreshed" in caplog.text and "circuit open" in caplog.text
+        assert services.engines.status() == versions and services.engines.bot is not None
+    finally:
+        services.store.breaker.succeeded()
+        await close_services(services)
