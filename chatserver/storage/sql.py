@@ -137,6 +137,14 @@ class _Append:
 GATHER_BELOW = 16  # the writer waits for more messages only when fewer than this many wait
 
 
+def _gathers(gather_s: float, waiting: int, since_last_commit_s: float) -> bool:
+    """Group commit, like PostgreSQL's commit_delay with commit_siblings: while messages stream
+    in (the last commit only just ended) and few wait, a moment's wait lets one commit serve
+    many. A message that finds the writer idle commits at once; under heavy load the queue is
+    long and nothing waits."""
+    return bool(gather_s) and waiting < GATHER_BELOW and since_last_commit_s < gather_s
+
+
 @dataclass
 class SharedRows:
     """How a store caches conversation rows that other nodes write too.
@@ -498,12 +506,7 @@ class SQLStore:
         while True:
             first = await self._queue.get()
             loop = asyncio.get_running_loop()
-            if (self._gather_s and self._queue.qsize() < GATHER_BELOW
-                    and loop.time() - self._last_commit_end < self._gather_s):
-                # Group commit, like PostgreSQL's commit_delay with commit_siblings: while
-                # messages stream in (the last commit only just ended) and few wait, a moment's
-                # wait lets one commit, one hand-off to the writer thread, serve many. A message
-                # that finds the writer idle commits at once; under heavy load the queue is long.
+            if _gathers(self._gather_s, self._queue.qsize(), loop.time() - self._last_commit_end):
                 await asyncio.sleep(self._gather_s)
             batch = [first]
             while len(batch) < self._batch_max and not self._queue.empty():
@@ -1495,9 +1498,7 @@ class _RawWriter(_SqliteThread):
             first = waiting.get()
             if first is None:
                 return
-            if gather_s and waiting.qsize() < GATHER_BELOW and time.monotonic() - last_commit_end < gather_s:
-                # As SQLStore._write_loop: while messages stream in, a moment's wait lets one
-                # commit serve many; a message that finds the writer idle commits at once.
+            if _gathers(gather_s, waiting.qsize(), time.monotonic() - last_commit_end):
                 time.sleep(gather_s)
             batch = [first]
             while len(batch) < batch_max:
