@@ -1282,12 +1282,12 @@ SQLITE_PAGE_SIZE = 1024
 # (docs/benchmarks/pipeline.md, fifth session). The _Checkpointer does that copy on a
 # connection and thread of its own, so the commit that crosses the threshold only copies what
 # the checkpointer has not reached yet. But while messages flow the threshold is also what
-# restarts the WAL: SQLite rewinds it only when a write begins with every frame copied, and the
+# rewinds the WAL: SQLite rewinds it only when a write begins with every frame copied, and the
 # writer commits while each of the checkpointer's rounds runs. That commit still syncs the
-# database file's scattered pages: 25-45 ms on the development machine, at ~2,100 messages/s
+# database file's scattered pages: 20-53 ms on the development machine, at ~2,100 messages/s
 # every ~1.35 s with a threshold of 16,384 pages, and 86-100% of the slowest 1% of messages were
-# in flight during one (docs/benchmarks/pipeline.md, eleventh session). 65,536 pages restart it
-# four times less often. The size limit on the WAL file is above the size it then reaches
+# in flight during one (docs/benchmarks/pipeline.md, eleventh session). At 65,536 pages the
+# rewind comes four times less often. The size limit on the WAL file is above the size it then reaches
 # (68.7 MB with 1 KiB pages), so the file is not cut back and regrown every cycle.
 WAL_AUTOCHECKPOINT_PAGES = 65536
 WAL_SIZE_LIMIT_BYTES = 128 * 1024 * 1024

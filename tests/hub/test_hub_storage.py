@@ -658,7 +658,7 @@ async def test_sqlite_wal_is_copied_into_the_database_file_off_the_commit_path(t
             assert (await conn.execute(text("PRAGMA page_size"))).scalar() == SQLITE_PAGE_SIZE
             limit = (await conn.execute(text("PRAGMA journal_size_limit"))).scalar()
         # The WAL at SQLite's threshold (a 32-byte header, then a 24-byte header per page) fits
-        # under the size limit: otherwise every restart would cut the file back, to be regrown.
+        # under the size limit: otherwise every rewind would cut the file back, to be regrown.
         assert limit == WAL_SIZE_LIMIT_BYTES >= 32 + WAL_AUTOCHECKPOINT_PAGES * (24 + SQLITE_PAGE_SIZE)
         deadline = time.monotonic() + 10
         while _messages_in_database_file(path) < 5:
