@@ -1287,8 +1287,8 @@ SQLITE_PAGE_SIZE = 1024
 # database file's scattered pages: 20-53 ms on the development machine, at ~2,100 messages/s
 # every ~1.35 s with a threshold of 16,384 pages, and 86-100% of the slowest 1% of messages were
 # in flight during one (docs/benchmarks/pipeline.md, eleventh session). At 65,536 pages the
-# rewind comes four times less often. The size limit on the WAL file is above the size it then reaches
-# (68.7 MB with 1 KiB pages), so the file is not cut back and regrown every cycle.
+# rewind comes four times less often. The size limit on the WAL file is above the size it then
+# reaches (68.7 MB with 1 KiB pages), so the file is not cut back and regrown every cycle.
 WAL_AUTOCHECKPOINT_PAGES = 65536
 WAL_SIZE_LIMIT_BYTES = 128 * 1024 * 1024
 CHECKPOINT_INTERVAL_S = 0.25  # after a commit; commits meanwhile share the checkpoint
