@@ -34,6 +34,12 @@ STALE_AFTER_S = 3.0
 BACKOFF_FIRST_S = 0.5
 BACKOFF_MAX_S = 8.0
 OUTBOX_MAX = 100_000
+# Connections a client may hold at once (redis-py's default). Beyond that a command waits up to
+# REDIS_POOL_WAIT_S for one to come free: the default pool raises "Too many connections"
+# instead, which a burst of topic changes (hundreds of sockets opening or closing at once)
+# turned into a false "Redis is down".
+REDIS_POOL_MAX = 100
+REDIS_POOL_WAIT_S = 5.0
 INTEREST_TTL_MS = 15_000  # a node's topic set outlives it this long; refreshed with every ping
 NODES_CHECK_EVERY_S = 10.0  # how often the topic sets of nodes that died are forgotten
 ANNOUNCE_ECHO_S = 1.0  # subscribe() waits at most this long for its announcement to come back
@@ -47,9 +53,12 @@ def redis_client(url: str, *, blocking: bool = False, name: str | None = None) -
     """A client that fails fast: no silent retries, short connect timeout.
 
     redis-py would otherwise reconnect and resubscribe behind our back, hiding the outage
-    this bus must notice and report. Blocking clients (BLPOP) get no read timeout."""
-    return aioredis.Redis.from_url(
+    this bus must notice and report. Blocking clients (BLPOP) get no read timeout. The pool is
+    bounded and waits for a free connection (REDIS_POOL_MAX): a burst queues, it does not fail."""
+    pool = aioredis.BlockingConnectionPool.from_url(
         url,
+        max_connections=REDIS_POOL_MAX,
+        timeout=REDIS_POOL_WAIT_S,
         socket_connect_timeout=1.0,
         socket_timeout=None if blocking else 2.0,
         retry=Retry(NoBackoff(), 0),
@@ -57,6 +66,7 @@ def redis_client(url: str, *, blocking: bool = False, name: str | None = None) -
         health_check_interval=0,
         client_name=name,
     )
+    return aioredis.Redis.from_pool(pool)
 
 
 class RedisBus:

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from chatserver.client import HubClient, get_token
-from chatserver.redis_bus import RedisBus, redis_client
+from chatserver.redis_bus import REDIS_POOL_MAX, RedisBus, redis_client
 from chatserver.storage.sql import StorageUnavailable, open_store
 
 pytestmark = [pytest.mark.cluster]
@@ -113,6 +113,39 @@ async def test_only_topics_another_node_listens_to_cross_redis(redis_prefix: str
         for bus in (one, two, three):
             if bus is not None:
                 await bus.close()
+
+
+async def test_a_burst_of_topic_changes_waits_for_connections_instead_of_failing(
+    redis_prefix: str,
+) -> None:
+    """Hundreds of sockets opening or closing at once on one node (market open, a node's
+    clients reconnecting after a restart) each change a topic on Redis at the same moment.
+    redis-py's default pool refuses the 101st concurrent command ("Too many connections"),
+    which the bus took for Redis being down: the node degraded and its routing events were
+    lost. The commands now wait for a pooled connection."""
+    one, two = RedisBus(REDIS_URL, prefix=redis_prefix), RedisBus(REDIS_URL, prefix=redis_prefix)
+    admin = redis_client(REDIS_URL)
+    await one.start()
+    await two.start()
+    try:
+        clients_before = int((await admin.info("clients"))["connected_clients"])
+        got: dict[str, list[str]] = {f"user:b{i}": [] for i in range(400)}
+        await asyncio.gather(*(two.subscribe(t, got[t].append) for t in got))
+        assert two.state == "redis" and two.reconnects == 0 and not two.degraded
+        await _until(lambda: all(one.remote_interest(t) for t in got))
+        for topic in ("user:b0", "user:b399"):
+            await one.publish(topic, "hello")
+            await _until(lambda topic=topic: got[topic] == ["hello"])
+        await asyncio.gather(*(two.unsubscribe(t, got[t].append) for t in got))
+        assert two.state == "redis" and two.reconnects == 0 and not two.degraded
+        await _until(lambda: not any(one.remote_interest(t) for t in got))
+        # The burst queued on a bounded pool: Redis's own client limit is not at risk.
+        opened = int((await admin.info("clients"))["connected_clients"]) - clients_before
+        assert opened <= REDIS_POOL_MAX
+    finally:
+        await one.close()
+        await two.close()
+        await admin.aclose()
 
 
 async def test_after_a_redis_restart_the_bus_uses_live_connections_only(redis_prefix: str) -> None:
