@@ -25,11 +25,30 @@ def _mask_grouped(match: re.Match[str]) -> str:
     return "".join(c if not c.isdigit() or i in keep else "*" for i, c in enumerate(text))
 
 
-def mask(text: str) -> str:
-    """Mask runs of 11+ digits (phones, bank cards, ID cards), grouped or not, and JWTs."""
+# The hub's ids (conversation, message, user): 16+ hex characters with at least one letter. About
+# one in ten holds a run of 11+ decimal digits, which the number masks used to star out, so an
+# operator could not find that conversation in the logs. No phone, bank-card or ID-card number is
+# written with the letters a-f inside it (an ID card's check character is X).
+_HEX_ID = re.compile(r"(?<![0-9A-Za-z])(?=[0-9a-fA-F]*[a-fA-F])[0-9a-fA-F]{16,}(?![0-9A-Za-z])")
+
+
+def _mask_numbers(text: str) -> str:
     text = _LONG_NUMBER.sub(lambda m: m.group(1) + "*" * (len(m.group(0)) - 7) + m.group(2), text)
-    text = _GROUPED_NUMBER.sub(_mask_grouped, text)
-    return _TOKEN.sub("<token>", text)
+    return _GROUPED_NUMBER.sub(_mask_grouped, text)
+
+
+def mask(text: str) -> str:
+    """Mask runs of 11+ digits (phones, bank cards, ID cards), grouped or not, outside the
+    hub's hex ids, and JWTs."""
+    text = _TOKEN.sub("<token>", text)
+    parts: list[str] = []
+    last = 0
+    for found in _HEX_ID.finditer(text):
+        parts.append(_mask_numbers(text[last : found.start()]))
+        parts.append(found.group(0))
+        last = found.end()
+    parts.append(_mask_numbers(text[last:]))
+    return "".join(parts)
 
 
 class JsonFormatter(logging.Formatter):

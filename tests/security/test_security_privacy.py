@@ -99,6 +99,19 @@ def test_log_masking_covers_every_personal_number_format():
     assert "eyJzdWIiOiJ4In0" not in masked and "c2lnbmF0dXJlLXBhcnQ" not in masked
 
 
+def test_log_masking_leaves_the_hubs_ids_whole():
+    """A conversation id with a run of 11+ digits in it stays searchable in the logs; a number
+    next to one, or written next to letters that are not hex, is still masked."""
+    cid = "01a2108128abb45613800138000907ef"  # a hex id holding "13800138000"
+    line = f"adopting queued chat {cid} the router did not know; call 13800138000 or {cid}."
+    masked = mask(line)
+    assert masked.count(cid) == 2
+    assert "13800138000 " not in masked and "138****8000" in masked
+    assert mask(f"id={cid}/13912345678") == f"id={cid}/139****5678"
+    assert "13912345678" not in mask("手机13912345678号")  # CJK around it: still masked
+    assert "6222021234567890123" not in mask("card x6222021234567890123")
+
+
 async def test_logs_hold_no_token_and_no_full_personal_number(hub_processes, sec, tmp_path):
     hub = sec.HubProcess(
         tmp_path, f"sqlite+aiosqlite:///{tmp_path / 'logs.sqlite3'}", "--log-level", "DEBUG"
