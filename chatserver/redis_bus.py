@@ -20,6 +20,7 @@ from collections import deque
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
@@ -34,12 +35,13 @@ STALE_AFTER_S = 3.0
 BACKOFF_FIRST_S = 0.5
 BACKOFF_MAX_S = 8.0
 OUTBOX_MAX = 100_000
-# Connections a client may hold at once (redis-py's default). Beyond that a command waits up to
-# REDIS_POOL_WAIT_S for one to come free: the default pool raises "Too many connections"
-# instead, which a burst of topic changes (hundreds of sockets opening or closing at once)
-# turned into a false "Redis is down".
-REDIS_POOL_MAX = 100
-REDIS_POOL_WAIT_S = 5.0
+# Commands (or pipelines) one client has in flight at once; more wait their turn. redis-py's pool
+# refuses the 101st concurrent command ("Too many connections") and a burst of topic changes
+# (hundreds of sockets opening or closing at once) was taken for Redis being down. Its
+# BlockingConnectionPool waits instead, but can lose a connection for good when a command is
+# cancelled while handing it back (the pool ran dry and a node hung on shutdown), so the bound
+# is a semaphore in front of the pool, which a cancelled waiter leaves as it found it.
+REDIS_COMMANDS_AT_ONCE = 64
 INTEREST_TTL_MS = 15_000  # a node's topic set outlives it this long; refreshed with every ping
 NODES_CHECK_EVERY_S = 10.0  # how often the topic sets of nodes that died are forgotten
 ANNOUNCE_ECHO_S = 1.0  # subscribe() waits at most this long for its announcement to come back
@@ -53,12 +55,10 @@ def redis_client(url: str, *, blocking: bool = False, name: str | None = None) -
     """A client that fails fast: no silent retries, short connect timeout.
 
     redis-py would otherwise reconnect and resubscribe behind our back, hiding the outage
-    this bus must notice and report. Blocking clients (BLPOP) get no read timeout. The pool is
-    bounded and waits for a free connection (REDIS_POOL_MAX): a burst queues, it does not fail."""
-    pool = aioredis.BlockingConnectionPool.from_url(
+    this bus must notice and report. Blocking clients (BLPOP) get no read timeout. At most
+    REDIS_COMMANDS_AT_ONCE commands run at once; a burst queues, it does not fail."""
+    client = _QueuingRedis.from_url(
         url,
-        max_connections=REDIS_POOL_MAX,
-        timeout=REDIS_POOL_WAIT_S,
         socket_connect_timeout=1.0,
         socket_timeout=None if blocking else 2.0,
         retry=Retry(NoBackoff(), 0),
@@ -66,7 +66,33 @@ def redis_client(url: str, *, blocking: bool = False, name: str | None = None) -
         health_check_interval=0,
         client_name=name,
     )
-    return aioredis.Redis.from_pool(pool)
+    client.slots = asyncio.Semaphore(REDIS_COMMANDS_AT_ONCE)
+    return client
+
+
+class _QueuingRedis(aioredis.Redis):
+    """A client whose commands and pipelines take one of `slots` while they run."""
+
+    slots: asyncio.Semaphore
+
+    async def execute_command(self, *args: Any, **options: Any) -> Any:
+        async with self.slots:
+            return await super().execute_command(*args, **options)
+
+    def pipeline(self, transaction: bool = True, shard_hint: str | None = None) -> Any:
+        pipe = _QueuingPipeline(
+            self.connection_pool, self.response_callbacks, transaction, shard_hint
+        )
+        pipe.slots = self.slots
+        return pipe
+
+
+class _QueuingPipeline(Pipeline):
+    slots: asyncio.Semaphore
+
+    async def execute(self, raise_on_error: bool = True) -> list[Any]:
+        async with self.slots:
+            return await super().execute(raise_on_error)
 
 
 class RedisBus:

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from chatserver.client import HubClient, get_token
-from chatserver.redis_bus import REDIS_POOL_MAX, RedisBus, redis_client
+from chatserver.redis_bus import REDIS_COMMANDS_AT_ONCE, RedisBus, redis_client
 from chatserver.storage.sql import StorageUnavailable, open_store
 
 pytestmark = [pytest.mark.cluster]
@@ -115,14 +115,14 @@ async def test_only_topics_another_node_listens_to_cross_redis(redis_prefix: str
                 await bus.close()
 
 
-async def test_a_burst_of_topic_changes_waits_for_connections_instead_of_failing(
+async def test_a_burst_of_topic_changes_queues_instead_of_failing(
     redis_prefix: str,
 ) -> None:
     """Hundreds of sockets opening or closing at once on one node (market open, a node's
     clients reconnecting after a restart) each change a topic on Redis at the same moment.
     redis-py's default pool refuses the 101st concurrent command ("Too many connections"),
     which the bus took for Redis being down: the node degraded and its routing events were
-    lost. The commands now wait for a pooled connection."""
+    lost. The commands now wait their turn."""
     one, two = RedisBus(REDIS_URL, prefix=redis_prefix), RedisBus(REDIS_URL, prefix=redis_prefix)
     admin = redis_client(REDIS_URL)
     await one.start()
@@ -141,11 +141,32 @@ async def test_a_burst_of_topic_changes_waits_for_connections_instead_of_failing
         await _until(lambda: not any(one.remote_interest(t) for t in got))
         # The burst queued on a bounded pool: Redis's own client limit is not at risk.
         opened = int((await admin.info("clients"))["connected_clients"]) - clients_before
-        assert opened <= REDIS_POOL_MAX
+        assert opened <= REDIS_COMMANDS_AT_ONCE
     finally:
         await one.close()
         await two.close()
         await admin.aclose()
+
+
+async def test_commands_cancelled_while_queued_leave_the_client_whole(redis_prefix: str) -> None:
+    """Waiting callers that are cancelled (a socket's handler at shutdown) neither hold a
+    turn nor a connection: the client then runs a full burst at once again."""
+    client = redis_client(REDIS_URL, blocking=True)
+    try:
+        waiting = [asyncio.ensure_future(client.blpop([f"{redis_prefix}never"], timeout=2))
+                   for _ in range(3 * REDIS_COMMANDS_AT_ONCE)]  # fmt: skip
+        await asyncio.sleep(0.3)  # a turn each for the first ones, the rest queued
+        assert client.slots.locked()
+        for task in waiting:
+            task.cancel()
+        await asyncio.gather(*waiting, return_exceptions=True)
+        assert not client.slots.locked()
+        answers = await asyncio.wait_for(
+            asyncio.gather(*(client.ping() for _ in range(2 * REDIS_COMMANDS_AT_ONCE))), 5
+        )
+        assert all(answers)
+    finally:
+        await client.aclose()
 
 
 async def test_after_a_redis_restart_the_bus_uses_live_connections_only(redis_prefix: str) -> None:
