@@ -23,7 +23,7 @@ from chatserver.accounts import demo_logins, seed_demo
 from chatserver.auth import TokenSigner
 from chatserver.bus import Bus, LocalBus
 from chatserver.channels import ChannelGateway
-from chatserver.cluster import ClusterAssignment, NodeGauges, bus_state, share_conversation_rows
+from chatserver.cluster import ClusterAssignment, NodeGauges, RowNotices, bus_state
 from chatserver.engines import Engines, freeze_heap
 from chatserver.guard import ACCESS_LISTS, Guard
 from chatserver.http_api import add_routes
@@ -56,6 +56,7 @@ class Services:
     connections: set[ClientConnection] = field(default_factory=set)
     demo_logins: list[tuple[str, str, str]] = field(default_factory=list)
     node_gauges: NodeGauges | None = None
+    row_notices: RowNotices | None = None  # several nodes: conversation rows cached on each
     ready: bool = False
 
 
@@ -100,7 +101,8 @@ async def open_services(settings: Settings) -> Services:
     if isinstance(bus, RedisBus):
         # Several nodes share routing: one leader runs the Router, the others forward to it.
         hub.assignment = ClusterAssignment(hub, bus)  # type: ignore[assignment]
-        await share_conversation_rows(store, bus)
+        services.row_notices = RowNotices(store, bus)
+        await services.row_notices.start()
     await hub.assignment.start()
     await services.channels.start()
     await bus.subscribe(topics.CONTROL, lambda payload: _on_control(services, payload))
@@ -124,6 +126,8 @@ async def close_services(services: Services) -> None:
     await services.hub.assignment.stop()
     await services.hub.assist.stop()
     await services.hub.suggester.close()
+    if services.row_notices is not None:
+        await services.row_notices.stop()
     await services.bus.close()
     await services.engines.close()
     await services.store.close()  # drains the writer: everything accepted is committed

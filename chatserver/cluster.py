@@ -24,6 +24,7 @@ from chatserver.auth import Principal
 from chatserver.protocol import ErrorCode, ProtocolError
 from chatserver.storage.records import Conversation, Customer, User
 from chatserver.storage.sql import SharedRows
+from chatserver.tasks import stop_task
 from routing import (
     AdvisorMetrics,
     AdvisorStatus,
@@ -47,6 +48,10 @@ RENEW_EVERY_S = 1.0
 PRESENCE_TTL_S = 15
 PRESENCE_REFRESH_S = 5.0
 PRESENCE_SWEEP_S = 2.0
+# How long stop() waits for a cancelled loop. After loaded runs the presence loop was once found
+# still asleep with its cancel swallowed (where, not found: docs/benchmarks/pipeline.md, twelfth
+# session) and shutdown waited for it for ever.
+STOP_WITHIN_S = 5.0
 REPLY_TIMEOUT_S = 5.0
 POOL_TOPIC = "cluster:pool"
 
@@ -65,27 +70,69 @@ return 0
 """
 
 
-ROWS_TOPIC = "cluster:rows"  # "node|conversation id": that node wrote the conversation's row
+# "node|n|conversation id": that node wrote the conversation's row, its n-th row write;
+# "node|n|" (no id): the node's heartbeat, it has written n rows so far.
+ROWS_TOPIC = "cluster:rows"
+ROWS_HEARTBEAT_S = 2.0
 
 
-async def share_conversation_rows(store: SQLStore, bus: RedisBus) -> None:
+class RowNotices:
     """Let every node cache conversation rows: each row write is announced, the others drop theirs.
 
     Saves the message path a database read per message on a cluster (see
-    SQLStore.cache_conversations for what a cached row may and may not be used for).
+    SQLStore.cache_conversations for what a cached row may and may not be used for). Each node
+    numbers its row writes and says every ROWS_HEARTBEAT_S how many it has made, so a notice
+    that never arrived (the writer's outbox overflowed, its sends failed, it lost Redis for a
+    while) shows as a gap in the numbers within one heartbeat: the gap moves the cache's epoch
+    on and the cache empties, as it does when this node's own subscription breaks.
     """
-    origin = bus.node_id
 
-    def written(conversation_id: str) -> None:
-        bus.post(ROWS_TOPIC, f"{origin}|{conversation_id}")
+    def __init__(self, store: SQLStore, bus: RedisBus) -> None:
+        self._store = store
+        self._bus = bus
+        self._origin = bus.node_id
+        self._written = 0  # this node's row writes so far
+        self._heard: dict[str, int] = {}  # other node -> the writes it has told us of
+        self.gaps = 0  # times notices were found missing (for the epoch, tests and metrics)
+        self._heartbeat: asyncio.Task[None] | None = None
 
-    def on_notice(payload: str) -> None:
-        node, _, conversation_id = payload.partition("|")
-        if node != origin and conversation_id:
-            store.forget_conversation(conversation_id)
+    async def start(self) -> None:
+        await self._bus.subscribe(ROWS_TOPIC, self._on_notice)
+        self._store.cache_conversations(shared=SharedRows(written=self._wrote, epoch=self.epoch))
+        self._heartbeat = asyncio.create_task(self._heartbeat_loop(), name="row-notices")
 
-    await bus.subscribe(ROWS_TOPIC, on_notice)
-    store.cache_conversations(shared=SharedRows(written=written, epoch=lambda: bus.epoch))
+    async def stop(self) -> None:
+        await stop_task(self._heartbeat)
+
+    def epoch(self) -> tuple[int, int, int] | None:
+        bus_epoch = self._bus.epoch
+        return None if bus_epoch is None else (*bus_epoch, self.gaps)
+
+    def _wrote(self, conversation_id: str) -> None:
+        self._written += 1
+        self._bus.post(ROWS_TOPIC, f"{self._origin}|{self._written}|{conversation_id}")
+
+    def _on_notice(self, payload: str) -> None:
+        node, _, rest = payload.partition("|")
+        number, _, conversation_id = rest.partition("|")
+        if node == self._origin or not number.isdigit():
+            return
+        count = int(number)
+        # A notice is the node's count-th write; a heartbeat says it has made count of them.
+        before = count - 1 if conversation_id else count
+        heard = self._heard.get(node)
+        if (heard is None and before > 0) or (heard is not None and before > heard):
+            # Writes we were never told of (or, from a node heard of for the first time, may
+            # not have been: they predate its knowing that we listen).
+            self.gaps += 1
+        self._heard[node] = count if heard is None else max(heard, count)
+        if conversation_id:
+            self._store.forget_conversation(conversation_id)
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(ROWS_HEARTBEAT_S)
+            self._bus.post(ROWS_TOPIC, f"{self._origin}|{self._written}|")
 
 
 class NodeGauges:
@@ -198,9 +245,7 @@ class ClusterAssignment:
 
     async def stop(self) -> None:
         for task in self._tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await stop_task(task, within=STOP_WITHIN_S)
         await self._step_down()
         with contextlib.suppress(RedisError, OSError):
             await self.redis.eval(RELEASE_LUA, 1, self.leader_key, self.node_id)  # type: ignore[misc]
@@ -512,9 +557,7 @@ class ClusterAssignment:
 
     async def _step_down(self) -> None:
         if self._inbox_task is not None:
-            self._inbox_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._inbox_task
+            await stop_task(self._inbox_task, within=STOP_WITHIN_S)
             self._inbox_task = None
         core, self.core = self.core, None
         if core is not None:

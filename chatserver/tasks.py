@@ -6,7 +6,10 @@ Both are cancellation-safe on Python 3.11, where asyncio.wait_for can swallow a 
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
+
+log = logging.getLogger("chatserver.tasks")
 
 
 async def wait_event(event: asyncio.Event, timeout: float) -> bool:
@@ -20,12 +23,23 @@ async def wait_event(event: asyncio.Event, timeout: float) -> bool:
         return False
 
 
-async def stop_task(task: asyncio.Future[Any] | None) -> None:
-    """Cancel a background task and wait until it has finished unwinding."""
+async def stop_task(task: asyncio.Future[Any] | None, within: float | None = None) -> None:
+    """Cancel a background task and wait until it has finished unwinding, or at most `within`
+    seconds: a task that outlives its cancel is logged and left behind, so that one loop that
+    swallowed its cancellation cannot hang a node's shutdown."""
     if task is None or task.done():
         return
     task.cancel()
+    if within is not None:
+        await asyncio.wait({task}, timeout=within)
+        if not task.done():
+            log.warning("task %s did not stop within %.1f s of its cancel", _name(task), within)
+            return
     try:
         await task
     except asyncio.CancelledError:
         pass
+
+
+def _name(task: asyncio.Future[Any]) -> str:
+    return task.get_name() if isinstance(task, asyncio.Task) else repr(task)

@@ -11,6 +11,7 @@ import functools
 import itertools
 import logging
 import queue
+import random
 import secrets
 import sqlite3
 import threading
@@ -151,12 +152,17 @@ class SharedRows:
 
     `written(id)` tells the other nodes that this node wrote that row; `epoch()` names the
     current unbroken stretch of notices from them (None while they may be missed, e.g. the bus
-    is down). Cached rows are dropped whenever the epoch changes and are never older than ttl_s.
+    is down). Cached rows are dropped whenever the epoch changes, and each is read again at a
+    random point between half and all of ttl_s after it was read: a last resort for a notice
+    lost where no gap can show it (the cluster's heartbeats find the others within seconds,
+    cluster.RowNotices), spread out so that rows cached together are not all read again at
+    once (with a fixed 30 s the message path's reads of a thousand chats came in bursts that
+    stalled a node; docs/benchmarks/pipeline.md, twelfth session).
     """
 
     written: Callable[[str], None]
     epoch: Callable[[], Hashable | None]
-    ttl_s: float = 30.0
+    ttl_s: float = 600.0
     cache_epoch: Hashable | None = None
 
 
@@ -298,9 +304,9 @@ class SQLStore:
         self._conversation_seqs: dict[str, int] = {}
         self._write_stamps = itertools.count(1)
         self._cache_generation = 0
-        # Shared mode (several nodes): when each cached row was read, and whom to tell of a write.
+        # Shared mode (several nodes): when each cached row is read again, and whom to tell of a write.
         self._shared: SharedRows | None = None
-        self._fetched_at: dict[str, float] = {}
+        self._expires_at: dict[str, float] = {}
 
     def cache_conversations(self, max_entries: int = 50_000, *, shared: SharedRows | None = None) -> None:
         """Serve get_conversation from memory, refreshed by every conversation write this store makes.
@@ -310,7 +316,7 @@ class SQLStore:
         write rows as well: this store tells them of each row it writes, they drop theirs, and a
         cached row is used only by readers that accept one that may trail the database by the
         bus's latency (`recent_ok`), never longer than `shared.ttl_s`, and never while the bus
-        cannot vouch for its notices. Either way it saves a database round trip per message.
+        (or a gap in the others' notices) cannot vouch for them. Either way it saves a database round trip per message.
         """
         self._conversations = OrderedDict()
         self._conversation_cache_max = max_entries
@@ -325,14 +331,14 @@ class SQLStore:
         if self._conversations is not None:
             self._conversation_writes[conversation_id] = next(self._write_stamps)
             self._conversations.pop(conversation_id, None)
-            self._fetched_at.pop(conversation_id, None)
+            self._expires_at.pop(conversation_id, None)
 
     def _forget_conversations(self) -> None:
         if self._conversations:
             self._conversations.clear()
         if self._customers:
             self._customers.clear()
-        self._fetched_at.clear()
+        self._expires_at.clear()
         self._cache_generation += 1
 
     def _write_stamp(self, conversation_id: str) -> int:
@@ -357,7 +363,7 @@ class SQLStore:
                 cache[conversation_id] = replace(cached, **changes)
             if self._shared is not None:
                 if conversation_id not in cache:
-                    self._fetched_at.pop(conversation_id, None)
+                    self._expires_at.pop(conversation_id, None)
                 self._shared.written(conversation_id)
         else:
             seqs = self._conversation_seqs
@@ -745,7 +751,7 @@ class SQLStore:
             cache = None
         if cache is not None and (recent_ok or shared is None):
             cached = cache.get(conversation_id)
-            if cached is not None and (shared is None or time.monotonic() - self._fetched_at[conversation_id] < shared.ttl_s):
+            if cached is not None and (shared is None or time.monotonic() < self._expires_at[conversation_id]):
                 cache.move_to_end(conversation_id)
                 return cached
         before = (self._cache_generation, self._conversation_writes.get(conversation_id, 0))
@@ -762,10 +768,10 @@ class SQLStore:
             cache[conversation_id] = conv
             cache.move_to_end(conversation_id)
             if shared is not None:
-                self._fetched_at[conversation_id] = time.monotonic()
+                self._expires_at[conversation_id] = time.monotonic() + shared.ttl_s * (0.5 + random.random() / 2)
             if len(cache) > self._conversation_cache_max:
                 evicted, _ = cache.popitem(last=False)
-                self._fetched_at.pop(evicted, None)
+                self._expires_at.pop(evicted, None)
         return conv
 
     def _shared_cache_usable(self, shared: SharedRows, cache: OrderedDict[str, Conversation]) -> bool:
@@ -773,7 +779,7 @@ class SQLStore:
         epoch = shared.epoch()
         if epoch != shared.cache_epoch:
             cache.clear()
-            self._fetched_at.clear()
+            self._expires_at.clear()
             self._cache_generation += 1
             shared.cache_epoch = epoch
         return epoch is not None

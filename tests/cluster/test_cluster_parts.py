@@ -19,8 +19,10 @@ from typing import Any
 import pytest
 
 from chatserver.client import HubClient, get_token
+from chatserver.cluster import ROWS_TOPIC, RowNotices
 from chatserver.redis_bus import REDIS_COMMANDS_AT_ONCE, RedisBus, redis_client
-from chatserver.storage.sql import StorageUnavailable, open_store
+from chatserver.storage.records import Conversation, User
+from chatserver.storage.sql import StorageUnavailable, new_id, open_store
 
 pytestmark = [pytest.mark.cluster]
 
@@ -167,6 +169,96 @@ async def test_commands_cancelled_while_queued_leave_the_client_whole(redis_pref
         assert all(answers)
     finally:
         await client.aclose()
+
+
+async def _bot_conversation(store) -> str:
+    now = time.time()
+    user = User(id=new_id(), username=f"u-{new_id()[-10:]}", display_name="投资者", role="investor")
+    await store.create_user(user, now)
+    conv = Conversation(id=new_id(), investor_id=user.id, channel="web", state="bot",
+                        created_at=now, updated_at=now)  # fmt: skip
+    await store.create_conversation(conv)
+    return conv.id
+
+
+async def test_row_notices_keep_each_nodes_cached_rows_current(tmp_path: Path, redis_prefix: str) -> None:
+    """Nodes on one database: a row one node writes is dropped from the other's cache by its
+    notice, and each node's heartbeat tells the others how many rows it has written."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'shared.db'}"
+    buses = [RedisBus(REDIS_URL, prefix=redis_prefix) for _ in range(2)]
+    stores = [open_store(url), open_store(url)]
+    notices: list[RowNotices] = []
+    try:
+        for bus, store in zip(buses, stores, strict=True):
+            await bus.start()
+            await store.start()
+            notices.append(RowNotices(store, bus))
+            await notices[-1].start()
+        await _until(lambda: all(b.remote_interest(ROWS_TOPIC) for b in buses))
+        cid = await _bot_conversation(stores[1])
+        assert (await stores[0].get_conversation(cid, recent_ok=True)).state == "bot"  # cached
+        await stores[1].update_conversation(cid, time.time(), state="queued")
+        await _until(lambda: cid not in stores[0]._conversations)
+        assert (await stores[0].get_conversation(cid, recent_ok=True)).state == "queued"
+        assert notices[1]._written == 1 and notices[0].gaps == 0  # a new row is not announced
+        # A node that joins later learns node 1's count from its heartbeat, and counts the
+        # write it was not told of as a gap (its cache was empty then; it only costs a clear).
+        buses.append(RedisBus(REDIS_URL, prefix=redis_prefix))
+        stores.append(open_store(url))
+        await buses[2].start()
+        await stores[2].start()
+        notices.append(RowNotices(stores[2], buses[2]))
+        await notices[2].start()
+        await _until(lambda: notices[2]._heard.get(buses[1].node_id) == 1, 5)
+        assert notices[2].gaps == 1 and notices[0].gaps == 0
+    finally:
+        for part in (*notices, *stores, *buses):
+            await part.stop() if isinstance(part, RowNotices) else await part.close()
+
+
+async def test_a_row_notice_that_never_came_shows_as_a_gap_and_empties_the_cache(
+    tmp_path: Path, redis_prefix: str
+) -> None:
+    """Another node's notices are numbered: one missing (its outbox overflowed, its sends
+    failed) shows at the next notice or heartbeat, the epoch moves on and the rows cached
+    meanwhile are read again. The other node is played by payloads in the notices' format."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'gap.db'}"
+    bus, store, other = RedisBus(REDIS_URL, prefix=redis_prefix), open_store(url), open_store(url)
+    notices = RowNotices(store, bus)
+    try:
+        await bus.start()
+        await store.start()
+        await other.start()
+        await notices.start()
+        cid = await _bot_conversation(other)
+        epoch = notices.epoch()
+        assert (await store.get_conversation(cid, recent_ok=True)).state == "bot"
+        notices._on_notice(f"nodeX|1|{cid}")  # first contact, nothing before it
+        notices._on_notice(f"nodeX|2|{cid}")
+        notices._on_notice("nodeX|2|")  # heartbeat: two writes, both heard
+        assert notices.gaps == 0 and notices.epoch() == epoch
+        assert (await store.get_conversation(cid, recent_ok=True)).state == "bot"  # cached again
+        # Node X writes the row; its notice (number 3) is lost; its heartbeat says 3.
+        await other.update_conversation(cid, time.time(), state="queued")
+        assert (await store.get_conversation(cid, recent_ok=True)).state == "bot"  # stale
+        notices._on_notice("nodeX|3|")
+        assert notices.gaps == 1 and notices.epoch() != epoch
+        assert (await store.get_conversation(cid, recent_ok=True)).state == "queued"
+        # A later notice that skips a number is a gap too; one from a node first heard of
+        # after it had written rows may have been missed as well.
+        notices._on_notice(f"nodeX|5|{cid}")
+        assert notices.gaps == 2
+        notices._on_notice("nodeY|4|")
+        assert notices.gaps == 3
+        notices._on_notice("nodeY|4|")
+        notices._on_notice(f"nodeY|5|{cid}")
+        notices._on_notice("garbage")  # not a notice: ignored
+        notices._on_notice(f"{bus.node_id}|99|{cid}")  # our own, back from Redis: ignored
+        assert notices.gaps == 3
+    finally:
+        await notices.stop()
+        for part in (store, other, bus):
+            await part.close()
 
 
 async def test_after_a_redis_restart_the_bus_uses_live_connections_only(redis_prefix: str) -> None:

@@ -105,3 +105,36 @@ async def test_an_engine_refresh_that_cannot_read_is_logged_and_the_engines_stay
     finally:
         services.store.breaker.succeeded()
         await close_services(services)
+
+
+async def test_stopping_a_task_that_swallows_its_cancel_gives_up_after_the_bound(caplog):
+    """A loop that swallowed its cancellation (seen once in the cluster's presence loop after a
+    loaded run) is logged and left behind instead of hanging the node's shutdown; a task that
+    honours its cancel is waited for as before."""
+    import asyncio
+
+    from chatserver.tasks import stop_task
+
+    release = asyncio.Event()
+
+    async def stubborn() -> None:
+        while not release.is_set():
+            try:
+                await asyncio.sleep(10)
+            except asyncio.CancelledError:
+                continue  # the fault: the cancel is eaten and the loop goes on
+
+    rogue = asyncio.create_task(stubborn(), name="stubborn")
+    polite = asyncio.create_task(asyncio.sleep(10), name="polite")
+    await asyncio.sleep(0)
+    started = asyncio.get_running_loop().time()
+    await stop_task(rogue, within=0.2)
+    assert 0.15 < asyncio.get_running_loop().time() - started < 2
+    assert not rogue.done()
+    assert "task stubborn did not stop within 0.2 s" in caplog.text
+    await stop_task(polite, within=5)
+    assert polite.cancelled()
+    release.set()
+    rogue.cancel()
+    await asyncio.wait({rogue}, timeout=2)
+    assert rogue.done()
