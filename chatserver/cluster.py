@@ -48,6 +48,9 @@ RENEW_EVERY_S = 1.0
 PRESENCE_TTL_S = 15
 PRESENCE_REFRESH_S = 5.0
 PRESENCE_SWEEP_S = 2.0
+# A chat queued this recently is left to its own submit, which may still be on its way (a
+# database read behind it): adopting it then only logged a false "the router did not know".
+ADOPT_AFTER_S = 3.0
 # How long stop() waits for a cancelled loop. After loaded runs the presence loop was once found
 # still asleep with its cancel swallowed (where, not found: docs/benchmarks/pipeline.md, twelfth
 # session) and shutdown waited for it for ever.
@@ -637,9 +640,11 @@ class ClusterAssignment:
         locally, or popped by a leader that died before applying it. The database says queued,
         so the chat is routed from here, with its original wait."""
         router = core.router
+        settled = self.hub.clock() - ADOPT_AFTER_S
         for conv in await self.hub.store.list_conversations(states=["queued"], limit=100_000):
             if (
-                router.queue_position(conv.id) is not None
+                conv.updated_at > settled  # its submit may be on its way (no warning for that)
+                or router.queue_position(conv.id) is not None
                 or router.assigned_to(conv.id)
                 or conv.id in core._offers
             ):

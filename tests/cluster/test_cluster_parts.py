@@ -491,3 +491,25 @@ async def test_forwarded_events_survive_the_leaders_database_outage(hub_factory,
     assigned = await advisor.next_event(
         lambda e: e["type"] == "assigned" and e["conversation"]["id"] == conv["id"], timeout=15)
     assert assigned["conversation"]["id"] == conv["id"] and open_chats() == 1
+
+
+async def test_the_leader_adopts_only_chats_queued_long_enough_for_their_submit(
+    hub_factory, redis_prefix: str
+) -> None:
+    """A chat queued a moment ago may have its submit on the way; adopting it then logged a
+    false 'the router did not know'. One queued for longer, and never submitted, is adopted."""
+    hub = await hub_factory(redis_url=REDIS_URL, redis_prefix=redis_prefix)
+    cluster = hub.services.hub.assignment
+    deadline = time.monotonic() + 10
+    while cluster.core is None:
+        assert time.monotonic() < deadline, "the only node did not become the routing leader"
+        await asyncio.sleep(0.05)
+    store = hub.services.store
+    _, conv = await hub.investor()
+    router = cluster.core.router
+    await store.update_conversation(conv["id"], time.time(), state="queued")  # no submit
+    await cluster._adopt_queued(cluster.core)
+    assert router.queue_position(conv["id"]) is None and not router.assigned_to(conv["id"])
+    await store.update_conversation(conv["id"], time.time() - 10, state="queued")
+    await cluster._adopt_queued(cluster.core)
+    assert router.queue_position(conv["id"]) is not None or router.assigned_to(conv["id"])
