@@ -51,9 +51,9 @@ PRESENCE_SWEEP_S = 2.0
 # A chat queued this recently is left to its own submit, which may still be on its way (a
 # database read behind it): adopting it then only logged a false "the router did not know".
 ADOPT_AFTER_S = 3.0
-# How long stop() waits for a cancelled loop. After loaded runs the presence loop was once found
-# still asleep with its cancel swallowed (where, not found: docs/benchmarks/pipeline.md, twelfth
-# session) and shutdown waited for it for ever.
+# How long stop() waits for a cancelled loop. After loaded runs with Redis commands bounded, the
+# presence loop was found asleep with its cancel swallowed and shutdown waited for ever (where
+# the cancel is lost was not found: docs/benchmarks/pipeline.md, twelfth session).
 STOP_WITHIN_S = 5.0
 REPLY_TIMEOUT_S = 5.0
 POOL_TOPIC = "cluster:pool"

@@ -37,10 +37,9 @@ BACKOFF_MAX_S = 8.0
 OUTBOX_MAX = 100_000
 # Commands (or pipelines) one client has in flight at once; more wait their turn. redis-py's pool
 # refuses the 101st concurrent command ("Too many connections") and a burst of topic changes
-# (hundreds of sockets opening or closing at once) was taken for Redis being down. Its
-# BlockingConnectionPool waits instead, but can lose a connection for good when a command is
-# cancelled while handing it back (the pool ran dry and a node hung on shutdown), so the bound
-# is a semaphore in front of the pool, which a cancelled waiter leaves as it found it.
+# (hundreds of sockets opening or closing at once) was taken for Redis being down. The bound is
+# a semaphore in front of redis-py's pool rather than its BlockingConnectionPool: the pool stays
+# as redis-py tests it, and a caller cancelled before its turn never touches it.
 REDIS_COMMANDS_AT_ONCE = 64
 INTEREST_TTL_MS = 15_000  # a node's topic set outlives it this long; refreshed with every ping
 NODES_CHECK_EVERY_S = 10.0  # how often the topic sets of nodes that died are forgotten
