@@ -51,9 +51,10 @@ PRESENCE_SWEEP_S = 2.0
 # A chat queued this recently is left to its own submit, which may still be on its way (a
 # database read behind it): adopting it then only logged a false "the router did not know".
 ADOPT_AFTER_S = 3.0
-# How long stop() waits for a cancelled loop. After loaded runs with Redis commands bounded, the
-# presence loop was found asleep with its cancel swallowed and shutdown waited for ever (where
-# the cancel is lost was not found: docs/benchmarks/pipeline.md, twelfth session).
+# How long stop() waits for a cancelled loop. redis-py (5.2 to 8.1 tried) can swallow a cancel
+# that arrives during a command on a client with a socket timeout: after loaded runs the presence
+# loop was found asleep with its cancel lost and shutdown waited for ever. The loops also end on
+# a flag (docs/benchmarks/pipeline.md, twelfth session).
 STOP_WITHIN_S = 5.0
 REPLY_TIMEOUT_S = 5.0
 POOL_TOPIC = "cluster:pool"
@@ -231,6 +232,9 @@ class ClusterAssignment:
         self._names: dict[str, str] = {}
         self._snapshot = SnapshotRouter()
         self._tasks: list[asyncio.Task[None]] = []
+        # Set by stop(): the loops also end on it, because redis-py can swallow a cancel that
+        # arrives during a command (see STOP_WITHIN_S).
+        self._stopping = False
         self._inbox_task: asyncio.Task[None] | None = None
         self._switch = asyncio.Lock()
         self.elections_won = 0
@@ -247,6 +251,7 @@ class ClusterAssignment:
         ]
 
     async def stop(self) -> None:
+        self._stopping = True
         for task in self._tasks:
             await stop_task(task, within=STOP_WITHIN_S)
         await self._step_down()
@@ -453,8 +458,9 @@ class ClusterAssignment:
             log.warning("unknown routing op %r", op)
 
     async def _serve_inbox(self, core: LeaderAssignment) -> None:
-        """The leader's side of forwarding: one event at a time, in arrival order."""
-        while True:
+        """The leader's side of forwarding: one event at a time, in arrival order, for as long
+        as this node leads with `core` (a step-down detaches it before stopping this loop)."""
+        while self.core is core and not self._stopping:
             try:
                 async with asyncio.timeout(5):
                     popped = await self._blocking.brpop([self.inbox_key], timeout=1)  # type: ignore[misc]
@@ -492,7 +498,7 @@ class ClusterAssignment:
 
     # -- leadership ----------------------------------------------------------------------------
     async def _election_loop(self) -> None:
-        while True:
+        while not self._stopping:
             await asyncio.sleep(RENEW_EVERY_S)
             try:
                 await self._election_round()
@@ -559,10 +565,12 @@ class ClusterAssignment:
                 )
 
     async def _step_down(self) -> None:
+        # Detached first: events are forwarded to the inbox from now on, and an inbox loop
+        # that missed its cancel applies nothing more to this core.
+        core, self.core = self.core, None
         if self._inbox_task is not None:
             await stop_task(self._inbox_task, within=STOP_WITHIN_S)
             self._inbox_task = None
-        core, self.core = self.core, None
         if core is not None:
             await core.stop()
         self.mode = "follower"
@@ -606,7 +614,7 @@ class ClusterAssignment:
 
     async def _presence_loop(self) -> None:
         since_refresh = 0.0
-        while True:
+        while not self._stopping:
             await asyncio.sleep(PRESENCE_SWEEP_S)
             since_refresh += PRESENCE_SWEEP_S
             try:

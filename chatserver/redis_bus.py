@@ -409,7 +409,7 @@ class RedisBus:
 
     async def _ping_loop(self) -> None:
         checked = time.monotonic()
-        while True:
+        while not self._closing:  # also on the flag: redis-py can swallow a cancel (cluster.py)
             await asyncio.sleep(PING_EVERY_S)
             if self._pubsub is None:
                 continue
@@ -461,7 +461,7 @@ class RedisBus:
         self._outbox_ready.set()
 
     async def _send_loop(self) -> None:
-        while True:
+        while not self._closing or self._outbox:
             if not self._outbox:
                 self._outbox_ready.clear()
                 await self._outbox_ready.wait()
