@@ -442,6 +442,16 @@ def _spawn_workers(port: int, data_dir: Path, prefix: str) -> subprocess.Popen[b
         )  # fmt: skip
 
 
+async def _leading(hub: Any) -> Any:
+    """The hub's ClusterAssignment once it leads (it is the only node)."""
+    cluster = hub.services.hub.assignment
+    deadline = time.monotonic() + 10
+    while cluster.core is None:
+        assert time.monotonic() < deadline, "the only node did not become the routing leader"
+        await asyncio.sleep(0.05)
+    return cluster
+
+
 async def test_forwarded_events_survive_the_leaders_database_outage(hub_factory, redis_prefix: str) -> None:
     """Events a follower forwards with nobody waiting are not lost when the leader's database is
     unavailable: a close needs no database at all (before, the leader read the row first, and
@@ -452,11 +462,7 @@ async def test_forwarded_events_survive_the_leaders_database_outage(hub_factory,
     import json
 
     hub = await hub_factory(redis_url=REDIS_URL, redis_prefix=redis_prefix, default_capacity=1)
-    cluster = hub.services.hub.assignment
-    deadline = time.monotonic() + 10
-    while cluster.core is None:
-        assert time.monotonic() < deadline, "the only node did not become the routing leader"
-        await asyncio.sleep(0.05)
+    cluster = await _leading(hub)
     store = hub.services.store
     advisor = await hub.connect("advisor1")
     first, first_cid = await hub.human_chat(advisor)
@@ -499,11 +505,7 @@ async def test_the_leader_adopts_only_chats_queued_long_enough_for_their_submit(
     """A chat queued a moment ago may have its submit on the way; adopting it then logged a
     false 'the router did not know'. One queued for longer, and never submitted, is adopted."""
     hub = await hub_factory(redis_url=REDIS_URL, redis_prefix=redis_prefix)
-    cluster = hub.services.hub.assignment
-    deadline = time.monotonic() + 10
-    while cluster.core is None:
-        assert time.monotonic() < deadline, "the only node did not become the routing leader"
-        await asyncio.sleep(0.05)
+    cluster = await _leading(hub)
     store = hub.services.store
     _, conv = await hub.investor()
     router = cluster.core.router
