@@ -29,7 +29,7 @@ def _mask_grouped(match: re.Match[str]) -> str:
 # one in ten holds a run of 11+ decimal digits, which the number masks used to star out, so an
 # operator could not find that conversation in the logs. No phone, bank-card or ID-card number is
 # written with the letters a-f inside it (an ID card's check character is X).
-_HEX_ID = re.compile(r"(?<![0-9A-Za-z])(?=[0-9a-fA-F]*[a-fA-F])[0-9a-fA-F]{16,}(?![0-9A-Za-z])")
+HEX_ID = re.compile(r"(?<![0-9A-Za-z])(?=[0-9a-fA-F]*[a-fA-F])[0-9a-fA-F]{16,}(?![0-9A-Za-z])")
 
 
 def _mask_numbers(text: str) -> str:
@@ -43,7 +43,7 @@ def mask(text: str) -> str:
     text = _TOKEN.sub("<token>", text)
     parts: list[str] = []
     last = 0
-    for found in _HEX_ID.finditer(text):
+    for found in HEX_ID.finditer(text):
         parts.append(_mask_numbers(text[last : found.start()]))
         parts.append(found.group(0))
         last = found.end()
