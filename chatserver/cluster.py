@@ -51,10 +51,11 @@ PRESENCE_SWEEP_S = 2.0
 # A chat queued this recently is left to its own submit, which may still be on its way (a
 # database read behind it): adopting it then only logged a false "the router did not know".
 ADOPT_AFTER_S = 3.0
-# How long stop() waits for a cancelled loop. redis-py (5.2 to 8.1 tried) can swallow a cancel
-# that arrives during a command on a client with a socket timeout: after loaded runs the presence
-# loop was found asleep with its cancel lost and shutdown waited for ever. The loops also end on
-# a flag (docs/benchmarks/pipeline.md, twelfth session).
+# How long stop() waits for a cancelled loop. redis-py (5.2 to 8.1 tried) loses a cancel that
+# arrives during a command on a client with a socket timeout: after loaded runs the presence
+# loop was found asleep with its cancel lost and shutdown waited for ever. Our clients now time
+# commands with asyncio.timeout instead (redis_bus.COMMAND_TIMEOUT_S); the loops also end on a
+# flag, and this bound is the last resort (docs/benchmarks/pipeline.md, twelfth session).
 STOP_WITHIN_S = 5.0
 REPLY_TIMEOUT_S = 5.0
 POOL_TOPIC = "cluster:pool"
@@ -232,8 +233,7 @@ class ClusterAssignment:
         self._names: dict[str, str] = {}
         self._snapshot = SnapshotRouter()
         self._tasks: list[asyncio.Task[None]] = []
-        # Set by stop(): the loops also end on it, because redis-py can swallow a cancel that
-        # arrives during a command (see STOP_WITHIN_S).
+        # Set by stop(): the loops also end on it, should a cancel be lost (see STOP_WITHIN_S).
         self._stopping = False
         self._inbox_task: asyncio.Task[None] | None = None
         self._switch = asyncio.Lock()

@@ -41,6 +41,12 @@ OUTBOX_MAX = 100_000
 # a semaphore in front of redis-py's pool rather than its BlockingConnectionPool: the pool stays
 # as redis-py tests it, and a caller cancelled before its turn never touches it.
 REDIS_COMMANDS_AT_ONCE = 64
+# A command's (or pipeline's) time limit on non-blocking clients, kept by asyncio.timeout around
+# the call rather than redis-py's socket_timeout: with the socket timeout redis-py lost the
+# cancel of a task cancelled mid-command in up to 99 of 100 trials (the task carried on; a
+# node's shutdown hung on it), with asyncio.timeout in 0 of 100 (docs/benchmarks/pipeline.md,
+# twelfth session).
+COMMAND_TIMEOUT_S = 2.0
 INTEREST_TTL_MS = 15_000  # a node's topic set outlives it this long; refreshed with every ping
 NODES_CHECK_EVERY_S = 10.0  # how often the topic sets of nodes that died are forgotten
 ANNOUNCE_ECHO_S = 1.0  # subscribe() waits at most this long for its announcement to come back
@@ -54,43 +60,48 @@ def redis_client(url: str, *, blocking: bool = False, name: str | None = None) -
     """A client that fails fast: no silent retries, short connect timeout.
 
     redis-py would otherwise reconnect and resubscribe behind our back, hiding the outage
-    this bus must notice and report. Blocking clients (BLPOP) get no read timeout. At most
-    REDIS_COMMANDS_AT_ONCE commands run at once; a burst queues, it does not fail."""
+    this bus must notice and report. Blocking clients (BLPOP) get no time limit, others
+    COMMAND_TIMEOUT_S per command. At most REDIS_COMMANDS_AT_ONCE commands run at once; a burst
+    queues, it does not fail."""
     client = _QueuingRedis.from_url(
         url,
         socket_connect_timeout=1.0,
-        socket_timeout=None if blocking else 2.0,
+        socket_timeout=None,
         retry=Retry(NoBackoff(), 0),
         decode_responses=True,
         health_check_interval=0,
         client_name=name,
     )
     client.slots = asyncio.Semaphore(REDIS_COMMANDS_AT_ONCE)
+    client.command_timeout = None if blocking else COMMAND_TIMEOUT_S
     return client
 
 
 class _QueuingRedis(aioredis.Redis):
-    """A client whose commands and pipelines take one of `slots` while they run."""
+    """A client whose commands and pipelines take one of `slots` while they run, each within
+    `command_timeout` (a timeout raises TimeoutError, an OSError like a dead socket's)."""
 
     slots: asyncio.Semaphore
+    command_timeout: float | None
 
     async def execute_command(self, *args: Any, **options: Any) -> Any:
-        async with self.slots:
+        async with self.slots, asyncio.timeout(self.command_timeout):
             return await super().execute_command(*args, **options)
 
     def pipeline(self, transaction: bool = True, shard_hint: str | None = None) -> Any:
         pipe = _QueuingPipeline(
             self.connection_pool, self.response_callbacks, transaction, shard_hint
         )
-        pipe.slots = self.slots
+        pipe.slots, pipe.command_timeout = self.slots, self.command_timeout
         return pipe
 
 
 class _QueuingPipeline(Pipeline):
     slots: asyncio.Semaphore
+    command_timeout: float | None
 
     async def execute(self, raise_on_error: bool = True) -> list[Any]:
-        async with self.slots:
+        async with self.slots, asyncio.timeout(self.command_timeout):
             return await super().execute(raise_on_error)
 
 
@@ -409,7 +420,7 @@ class RedisBus:
 
     async def _ping_loop(self) -> None:
         checked = time.monotonic()
-        while not self._closing:  # also on the flag: redis-py can swallow a cancel (cluster.py)
+        while not self._closing:  # also on the flag, should a cancel be lost (cluster.py)
             await asyncio.sleep(PING_EVERY_S)
             if self._pubsub is None:
                 continue

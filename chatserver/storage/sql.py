@@ -316,7 +316,8 @@ class SQLStore:
         write rows as well: this store tells them of each row it writes, they drop theirs, and a
         cached row is used only by readers that accept one that may trail the database by the
         bus's latency (`recent_ok`), never longer than `shared.ttl_s`, and never while the bus
-        (or a gap in the others' notices) cannot vouch for them. Either way it saves a database round trip per message.
+        (or a gap in the others' notices) cannot vouch for them. Either way it saves a database
+        round trip per message.
         """
         self._conversations = OrderedDict()
         self._conversation_cache_max = max_entries
