@@ -375,7 +375,7 @@ async def test_shared_conversation_cache_trusts_only_notices_it_can_vouch_for(db
 async def test_shared_cached_rows_are_read_again_at_spread_times(db_url: str):
     """Rows cached together are not all read again together: each expires at a random point
     between half and all of the TTL (a thousand chats' rows expiring at once stalled a node)."""
-    shared = SharedRows(written=lambda _cid: None, epoch=lambda: (0, 0), ttl_s=0.4)
+    shared = SharedRows(written=lambda _cid: None, epoch=lambda: (0, 0), ttl_s=4.0)
     s = open_store(db_url, batch_max=8)
     s.cache_conversations(shared=shared)
     await s.start()
@@ -383,14 +383,17 @@ async def test_shared_cached_rows_are_read_again_at_spread_times(db_url: str):
     await other.start()
     try:
         cids = [await conversation(s) for _ in range(20)]
+        cached_at = time.monotonic()
         for cid in cids:
             assert (await s.get_conversation(cid, recent_ok=True)).state == "bot"
         for cid in cids:  # written behind this node's back: only a read again shows it
             await other.update_conversation(cid, time.time(), state="queued")
-        await asyncio.sleep(0.3)  # between the earliest (0.2 s) and the latest (0.4 s) expiry
+        # Between the earliest (2 s) and the latest (4 s) expiry, timed from the caching (the
+        # writes above take a while on PostgreSQL).
+        await asyncio.sleep(cached_at + 3.0 - time.monotonic())
         states = [(await s.get_conversation(cid, recent_ok=True)).state for cid in cids]
         assert 0 < states.count("queued") < len(cids)
-        await asyncio.sleep(0.15)
+        await asyncio.sleep(cached_at + 4.2 - time.monotonic())
         assert all([(await s.get_conversation(c, recent_ok=True)).state == "queued" for c in cids])
     finally:
         await other.close()
