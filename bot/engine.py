@@ -16,6 +16,7 @@ from bot.signals import (
     asks_about_own_account,
     asks_about_own_situation,
     asks_for_human,
+    is_acknowledgement,
     keyword_category,
     mentions_own_account,
     negative_score,
@@ -272,8 +273,9 @@ class Bot:
         if not Normalizer.has_content(simplified):
             return self._prompt_for_question(turn)
         normalized = self._normalizer.normalize_simplified(simplified)
-        if not normalized and not asks_for_human(simplified):
-            # Only greetings and fillers ("你好", "在吗"): ask for the question, like empty text.
+        if (not normalized or is_acknowledgement(normalized)) and not asks_for_human(simplified):
+            # Only greetings, fillers or acknowledgements ("你好", "在吗", "好吧", "额"): ask for
+            # the question, like empty text.
             return self._prompt_for_question(turn)
         query = self._index.analyze(normalized)
         matches = self._index.search_query(query, limit=max(cfg.suggestions, 5))

@@ -69,7 +69,13 @@ def parse_queries(text: str) -> list[LabeledQuery]:
 # The shipped query set, in this order: the first 408 queries written with the demo KB, then
 # 217 written later from the KB's topics (`demo_queries_fresh.jsonl`). Positions run on across
 # the files; 408 is a multiple of TUNE_EVERY, so each file keeps the split it has on its own.
-DEMO_QUERY_FILES: tuple[str, ...] = ("data/demo_queries.jsonl", "data/demo_queries_fresh.jsonl")
+DEMO_QUERY_FILES: tuple[str, ...] = (
+    "data/demo_queries.jsonl",
+    "data/demo_queries_fresh.jsonl",
+    "data/demo_queries_fresh2.jsonl",
+    "data/demo_queries_fresh3.jsonl",
+    "data/demo_queries_fresh4.jsonl",
+)
 
 
 def load_demo_queries(files: Sequence[str] = DEMO_QUERY_FILES) -> list[LabeledQuery]:

@@ -31,6 +31,19 @@ EXPLICIT_HUMAN_PHRASES: tuple[str, ...] = (
     "换人",
     "客服人员",
     "别用机器人",
+    "别让机器",
+    "不要机器",
+    "不想跟机器",
+    "不想和机器",
+    "懂行的人",
+    "专业的人",
+    "找个同事",
+    "换个同事",
+    "工作人员来",
+    # Cantonese: 搵个人 / 搵返个识嘢嘅人 ("find me someone who knows").
+    "搵个人",
+    "搵返个",
+    "识嘢嘅人",
     "机器人听不懂",
     "humanagent",
     "realperson",
@@ -49,12 +62,15 @@ _NOT_EXPLICIT: tuple[str, ...] = (
     "人工服务时间",
     "人工客服电话",
     "人工客服热线",
+    "聊天记录",
 )
 
 # Requests to act on or look into the investor's own account: the bot has no account access,
 # so these go to a person even when a KB entry looks similar ("帮我查一下我的佣金").
 PERSONAL_REQUEST_PHRASES: tuple[str, ...] = (
     "帮我查",
+    "帮我算",
+    "给我算",
     "帮我看",
     "给我查",
     "帮忙查",
@@ -90,6 +106,12 @@ OWN_ACCOUNT_MARKERS: tuple[str, ...] = (
     "我的钱",
     "我这个账户",
     "我名下",
+    # Where the money sits, in the words investors use ("我账上怎么少了", "我卡里的钱").
+    "我账上",
+    "我帐上",
+    "我户头",
+    "我卡里",
+    "我卡上",
     # A particular transaction ("那笔转账", "这笔委托") is the investor's own.
     "那笔",
     "这笔",
@@ -118,6 +140,9 @@ OUT_OF_SCOPE_TOPICS: tuple[str, ...] = (
     "面试",
     "实习",
     "天气",
+    "下雨",
+    "下雪",
+    "气温",
     "笑话",
     "小可爱",
     # Everyday services and errands (a life-service desk's topics, not a broker's).
@@ -145,7 +170,103 @@ OUT_OF_SCOPE_TOPICS: tuple[str, ...] = (
     "菜谱",
     "星座",
     "算命",
+    "好吃",
+    "餐厅",
+    "饭店",
+    "美食",
+    "景点",
+    "电视剧",
+    "足球",
+    "篮球",
+    "欧冠",
+    "世界杯",
+    "比赛",
+    "首饰",
+    "招人",
+    "简历",
+    # A life decision ("辞职炒股") is the investor's own, to talk over with a person.
+    "辞职",
+    # Products and services the demo KB has no entry for, though a broker may offer them:
+    # another desk's or a later KB's. A firm whose KB has an entry naming one (美股基金 names
+    # 美股) still answers from that entry.
+    "美股",
+    "b股",
+    "期权",
+    "信托",
+    "养老金",
+    "重疾",
+    "寿险",
+    "医疗险",
+    "定期存款",
+    "存定期",
+    "网络投票",
+    "强赎",
+    "股票质押",
+    "股权质押",
+    "质押借",
+    # Live figures the bot cannot know.
+    "汇率",
+    "金价",
+    "油价",
+    "现在多少点",
+    "大盘多少点",
 )
+
+# Replies that carry no question: an acknowledgement or an interjection ("好吧", "嗯嗯", "额").
+# A message made only of these gets the prompt for a question, like a greeting; matching "额"
+# against the KB would answer it with the credit-limit (额度) entry.
+ACKNOWLEDGEMENTS: frozenset[str] = frozenset(
+    {
+        "额",
+        "呃",
+        "嗯",
+        "嗯嗯",
+        "嗯嗯嗯",
+        "哦",
+        "哦哦",
+        "噢",
+        "喔",
+        "唔",
+        "好",
+        "好吧",
+        "好的",
+        "好滴",
+        "行",
+        "行吧",
+        "可以",
+        "知道了",
+        "知道",
+        "明白",
+        "明白了",
+        "了解",
+        "收到",
+        "收到了",
+        "拜拜",
+        "再见",
+        "知道啦",
+        "懂了",
+        "ok",
+        "okay",
+        "嗯好",
+        "哈哈",
+        "哈哈哈",
+        "呵呵",
+    }
+)
+
+
+# A clause strung together from them ("嗯嗯好的", "好的收到").
+_ACKNOWLEDGEMENT_RUN = re.compile(
+    "(?:" + "|".join(sorted(ACKNOWLEDGEMENTS, key=len, reverse=True)) + ")+"
+)
+
+
+def is_acknowledgement(normalized: str) -> bool:
+    """True if every clause of a normalised message is made of acknowledgements and
+    interjections only."""
+    clauses = normalized.split()
+    return bool(clauses) and all(_ACKNOWLEDGEMENT_RUN.fullmatch(c) for c in clauses)
+
 
 # Weighted negative lexicon: a message at or above `BotConfig.sentiment_threshold` hands over.
 # A bare "投诉" scores below the threshold so "投诉电话是多少" still gets the KB answer.
@@ -180,7 +301,12 @@ NEGATIVE_LEXICON: Mapping[str, float] = {
     "赔钱": 1.5,
     "赔偿": 1.5,
     "亏死": 1.5,
-    "滚": 2.0,
+    # Not a bare 滚: 滚动, 滚入, 利滚利 are fund and trading words.
+    "滚蛋": 2.0,
+    "滚开": 2.0,
+    "给我滚": 2.0,
+    "滚吧": 2.0,
+    "滚出去": 2.0,
     "妈的": 3.0,
     "tmd": 3.0,
     "他妈": 3.0,
@@ -197,6 +323,52 @@ NEGATIVE_LEXICON: Mapping[str, float] = {
     "误导": 1.5,
     "乱扣": 2.0,
     "乱收费": 2.0,
+    # Blame and exasperation ("全是你们害的", "太离谱了", "半天不回消息").
+    "离谱": 2.0,
+    # Not 害的 / 害得 alone: 厉害的, 厉害得很.
+    "你们害的": 2.0,
+    "被你们害": 2.0,
+    "害我": 2.0,
+    "害得我": 2.0,
+    "怪你们": 2.0,
+    "什么态度": 2.0,
+    "不负责": 2.0,
+    "不作为": 2.0,
+    "耍流氓": 2.5,
+    "黑店": 2.5,
+    "欺诈": 2.5,
+    "报警": 2.0,
+    "维权": 2.0,
+    "不回消息": 0.5,
+    "没人回": 0.5,
+    "没人理": 0.5,
+    "没人管": 0.5,
+    "等了半天": 1.0,
+    "烂服务": 2.0,
+    "什么烂": 2.0,
+    "一问三不知": 2.0,
+    "废话": 2.0,
+    "浪费我时间": 2.0,
+    "得赔": 2.0,
+    "赔我": 2.0,
+    "你们赔": 2.0,
+    "谁承担": 1.0,
+    "谁负责": 1.0,
+    # A threat made conditional ("再不处理我就打12386") adds to the threat itself.
+    "再不": 1.0,
+    "当猴耍": 2.5,
+    "耍我": 2.0,
+    "前后矛盾": 1.5,
+    "微博": 1.5,
+    "抖音": 1.5,
+    "发到网上": 2.0,
+    "让大家都看看": 2.0,
+    "记者": 2.0,
+    "报社": 2.0,
+    "脸书": 1.5,
+    "当傻子": 2.5,
+    "套话": 1.0,
+    "没用": 1.0,
     "!!!": 1.0,
     "！！！": 1.0,
     "？？？": 0.5,
@@ -317,8 +489,19 @@ def _compact(text: str) -> str:
 
 
 # "客户经理" and "投资顾问" are also topics ("客户经理态度不好", "基金投顾是什么"): only a
-# request to reach one ("找我的客户经理", "联系一下投资顾问") hands over.
-_REACH_A_PERSON = re.compile(r"(找|联系|叫|要|转|接通?)(一下)?(我的)?(客户经理|投资顾问|投顾)")
+# request to reach one ("找我的客户经理", "联系一下投资顾问", "叫你们经理出来") hands over, and so
+# does a request to be called or contacted ("安排专员联系我", "给我回个电话"). Asking how to
+# reach the firm ("怎么联系客服", "怎么打电话给你们") is a question the KB answers.
+_REACH_A_PERSON = re.compile(
+    r"(?<!怎么)(?<!如何)(找|联系|叫|让|请|要|转|接通?|安排)(一下|一个|个)?(我的|你们的?)?"
+    r"(客户经理|投资顾问|投顾|经理|领导|负责人|主管|专员)"
+    r"|(?<!怎么)(?<!如何)(?<!有人)(?<!会)(?:联系|致电|回电话?给?|打电话给|打给)我"
+    r"|给我(?:回|打)(?:个|一个)?电话|回个电话|给我回电"
+    # "跟你们主管说话", "和值班经理通话", "找两融的专员聊一下": a person to talk to.
+    r"|(?:跟|和|同|与|找|让|叫|请)[^，。,.？?！!]{0,8}?"
+    r"(?:专员|主管|经理|领导|负责人|老师|顾问|客服|真人|工作人员|同事|专人|他|她)"
+    r"[^，。,.？?！!]{0,5}?(?:聊|谈|说话|通话|讲话|沟通|语音|视频|回电|接手)"
+)
 
 
 def _any_of(phrases: tuple[str, ...]) -> re.Pattern[str]:
@@ -326,30 +509,61 @@ def _any_of(phrases: tuple[str, ...]) -> re.Pattern[str]:
     return re.compile("|".join(re.escape(p) for p in phrases))
 
 
-# What the investor did or had done to them: "我昨天买的", "我转出去的", "扣了我", "冻结我".
+# When something of the investor's happened ("我上个月的交易", "我去年被扣的钱").
+_WHEN = (
+    r"(?:刚才|刚刚|刚|昨天|前天|今天|上周|上个月|上月|去年|今年|前几天|早上|上午|下午"
+    r"|(?:上|这)?(?:周|星期|礼拜)[一二三四五六日天]|(?:去年)?\d{1,2}月(?:\d{1,2}[号日]?|份)?"
+    r"|[一二三四五六七八九十]{1,2}月份?|\d{1,2}[号日])"
+)
+# What the investor did or had done to them: "我昨天买的", "我转出去的", "扣了我", "冻结我",
+# "我中签的", "我去年被扣的", "我上个月的", "我前几天申请".
 _OWN_DOING = (
-    r"我(?:刚才|刚刚|刚|昨天|前天|今天|上周|上个月|前几天|早上|上午|下午)?"
-    r"(?:买|卖|转|申购|认购|赎回|委托|下|挂|存|取|提|充|打)(?:进|入|出|过)?(?:去|来)?(?:了|过)?的"
+    rf"我{_WHEN}?"
+    r"(?:买|卖|转|申购|认购|赎回|委托|下|挂|存|取|提|充|打|中签|中|申请|提交|开)"
+    r"(?:进|入|出|过)?(?:去|来)?(?:了|过)?的"
     r"|(?:扣|冻结|限制|封|锁|收|多收|多扣|少给)了?我"
-    r"|我(?:还|又)?(?:欠|剩)"
+    r"|我(?:两融|信用|股票|证券|基金|资金|港股通|理财|银行)(?:账户|帐户|账号|帐号|户头|户|卡)"
+    rf"|我(?:还|又)?(?:欠|剩)|我{_WHEN}?被|我{_WHEN}的|我{_WHEN}(?:申请|提交|办|开|交|投诉|反映)"
 )
 # One particular holding or operation ("那只基金", "这单", "上周申购的"), not a product or rule.
 _PARTICULAR = (
-    r"[那这](?:只|单)|(?:上周|昨天|前天|上个月|前几天|刚才|刚刚)(?:买|卖|转|申购|认购|赎回|委托|下)"
+    r"[那这](?:只|单)|(?:上周|昨天|前天|上个月|前几天|刚才|刚刚"
+    r"|(?:上|这)?(?:周|星期|礼拜)[一二三四五六日天]|\d{1,2}月\d{1,2}[号日]?|\d{1,2}[号日])"
+    r"(?:买|卖|转|申购|认购|赎回|委托|下)"
 )
 # The state of an account or of an operation: a figure only the account shows, something that
 # happened to it, or where a pending operation stands.
 _ACCOUNT_STATE = re.compile(
     r"(?:还有|还剩|剩下|剩|有|是|欠)多少|余额"
     r"|被(?:扣|冻结|限制|锁|平仓|强平|盗|封)|(?:扣|少|丢|亏|没|不见|消失|冻结|锁|平仓)了"
-    r"|还没(?:到|成交|确认|收到|退|返|通过)|没(?:到账|成交|确认|收到|通过)"
-    r"|到哪|(?:确认|成功|到账|成交|通过|退回|到|收到|中|中签)了?没|找不到"
+    r"|还没(?:到|成交|确认|收到|退|返|回|通过|批)|没(?:到账|成交|确认|收到|通过)"
+    r"|到哪|看不到|查不到|(?:确认|成功|到账|成交|通过|退回|到|收到|中|中签|批|批准|审核|办好|办完|下来|出来)了?没|找不到"
+)
+# A follow-up on something the investor raised before ("我上周打电话说的事情处理了吗",
+# "之前那个问题怎么样了"): where their own case stands, which only the desk can see. Asking
+# how to follow a case up ("投诉进度怎么查") has no earlier reference and is a KB question.
+_EARLIER = re.compile(
+    r"(?:之前|上次|上回|前几天|上周|上个月|昨天|前天|那天|刚才)"
+    r"(?:那个|的|说|问|反映|提|打电话|打过|电话|来电)"
+    r"|我(?:之前|上次|前几天|上周|昨天)?(?:说|问|反映|反馈|提交|申请|投诉|留言|登记)(?:过)?的"
+    r"|那个问题|那件事|上次的事"
+    rf"|{_WHEN}(?:申请|提交|办理|反映|投诉|办|提)的"
+)
+_CASE_STATUS = re.compile(
+    r"(?:处理|办|解决|回复|答复|受理|审核|落实)(?:好|完)?了(?:吗|没)|(?:怎么样|咋样)了"
+    r"|有(?:结果|消息|进展|回复|回音)了?(?:吗|没)|进度|进展|(?:没|没有)(?:消息|回音|回复|下文)"
 )
 # Asking how or where to look something up is a procedure the KB explains ("我的资金账号在哪看").
 _HOW_TO_LOOK_UP = re.compile(r"(?:怎么|如何|在哪|哪里|去哪|哪儿|在哪里)(?:儿)?(?:查|看)|怎么办理")
 
 _HUMAN = _any_of(EXPLICIT_HUMAN_PHRASES)
-_PERSONAL_REQUEST = _any_of(PERSONAL_REQUEST_PHRASES)
+# Besides the phrases: "查下我现在的佣金", "看一下我这边": looking something up about the
+# investor, unless it asks how or where to do that ("在哪查我的佣金", "怎么看我的持仓").
+_LOOK_ME_UP = (
+    r"(?<!怎么)(?<!如何)(?<!在哪)(?<!哪里)(?<!去哪)(?<!可以)(?<!能)(?<!查)"
+    r"(?:查|看)(?:一下|下|一查|查)?我(?!们)"
+)
+_PERSONAL_REQUEST = re.compile(_any_of(PERSONAL_REQUEST_PHRASES).pattern + "|" + _LOOK_ME_UP)
 _OWN_ACCOUNT = re.compile(_any_of(OWN_ACCOUNT_MARKERS).pattern + "|" + _OWN_DOING)
 _OWN_OR_PARTICULAR = re.compile(_OWN_ACCOUNT.pattern + "|" + _PARTICULAR)
 _NEGATIVE_LONGEST_FIRST = tuple(sorted(NEGATIVE_LEXICON, key=len, reverse=True))
@@ -381,11 +595,11 @@ def asks_about_own_situation(simplified: str) -> bool:
     "前几天赎回的钱怎么还没到"), rather than how or where to look it up. Only someone who
     can see the account can answer; a KB entry, however close, explains the rule, not the case."""
     text = _compact(simplified)
-    return (
-        _OWN_OR_PARTICULAR.search(text) is not None
-        and _ACCOUNT_STATE.search(text) is not None
-        and _HOW_TO_LOOK_UP.search(text) is None
-    )
+    if _HOW_TO_LOOK_UP.search(text) is not None:
+        return False
+    if _EARLIER.search(text) is not None and _CASE_STATUS.search(text) is not None:
+        return True
+    return _OWN_OR_PARTICULAR.search(text) is not None and _ACCOUNT_STATE.search(text) is not None
 
 
 def out_of_scope_topic(simplified: str) -> str | None:

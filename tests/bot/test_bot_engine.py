@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot import RISK_DISCLAIMER, Bot, BotConfig, BotState, KBEntry, KnowledgeBase
+from bot.signals import negative_score
 
 FRESH = BotState()
 
@@ -81,9 +82,35 @@ def test_questions_about_people_are_not_requests_for_one(
     assert reply.action == "answer" and reply.entry_id == entry_id
 
 
-@pytest.mark.parametrize("text", ["帮我找客户经理", "联系我的投资顾问", "我要找真人"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "帮我找客户经理",
+        "联系我的投资顾问",
+        "我要找真人",
+        # Managers, specialists and call-backs (twelfth-session follow-up).
+        "让你们领导来跟我说",
+        "找一下你们负责人",
+        "麻烦安排个专员",
+        "尽快给我回个电话",
+        "有空打电话给我",
+        "请致电我 139 的号码",
+        "我想和你们的业务主管当面沟通",
+        "能不能跟懂期权的老师视频一下",
+        "别让机器应付我了",
+    ],
+)
 def test_requests_to_reach_a_person_hand_over(demo_bot: Bot, text: str) -> None:
     assert demo_bot.respond(text, FRESH, "C3").handoff_reason == "explicit"
+
+
+@pytest.mark.parametrize(
+    ("text", "entry_id"),
+    [("怎么联系你们", "gen_hotline"), ("怎么打电话给你们", "gen_hotline")],
+)
+def test_asking_how_to_reach_the_firm_is_answered(demo_bot: Bot, text: str, entry_id: str) -> None:
+    reply = demo_bot.respond(text, FRESH, "C3")
+    assert reply.action == "answer" and reply.entry_id == entry_id
 
 
 def test_ai_mention_is_not_a_human_request(demo_bot: Bot) -> None:
@@ -94,7 +121,19 @@ def test_ai_mention_is_not_a_human_request(demo_bot: Bot) -> None:
 
 
 @pytest.mark.parametrize(
-    "text", ["骗子公司，把钱退回来", "你们这破系统垃圾死了", "气死我了我要投诉"]
+    "text",
+    [
+        "骗子公司，把钱退回来",
+        "你们这破系统垃圾死了",
+        "气死我了我要投诉",
+        "这就是你们的服务？离谱",
+        "都是被你们害得血本无归",
+        "打了三次电话都说等通知，什么态度",
+        "再不给个说法我就去证监会",
+        "说了半天全是废话",
+        "系统出错害我少赚了 你们得赔",
+        "把客户当猴耍，我要发到网上让大家都看看",
+    ],
 )
 def test_negative_sentiment_hands_over_to_complaints(demo_bot: Bot, text: str) -> None:
     reply = demo_bot.respond(text, FRESH, "C3")
@@ -105,12 +144,60 @@ def test_negative_sentiment_hands_over_to_complaints(demo_bot: Bot, text: str) -
 def test_neutral_complaint_question_still_gets_answer(demo_bot: Bot) -> None:
     reply = demo_bot.respond("投诉电话是多少", FRESH, "C3")
     assert reply.action != "handoff"
+    # 滚 in a fund or trading word (滚动, 利滚利) is no insult.
+    assert negative_score("分红想滚动投资进去") == 0.0
+    assert negative_score("你们给我滚") >= 2.0
+
+
+@pytest.mark.parametrize("text", ["额", "嗯嗯 好的", "哦哦，知道了", "OK", "收到了 拜拜"])
+def test_acknowledgements_get_the_prompt_not_an_entry(demo_bot: Bot, text: str) -> None:
+    reply = demo_bot.respond(text, FRESH, "C3")
+    assert reply.action == "suggest" and reply.suggestions == () and reply.entry_id is None
+    assert reply.text == demo_bot.respond("你好", FRESH, "C3").text
 
 
 def test_personal_account_requests_hand_over(demo_bot: Bot) -> None:
     reply = demo_bot.respond("帮我查一下我的佣金是多少", FRESH, "C3")
     assert reply.action == "handoff" and reply.handoff_reason == "personal"
     assert reply.intent == "fees"
+    # Without "帮我" or "的": looking something up about the investor is still theirs.
+    reply = demo_bot.respond("看下我目前两融利率多少", FRESH, "C3")
+    assert reply.action == "handoff" and reply.handoff_reason == "personal"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "上回反映的转账问题处理了吗",
+        "我前几天提交的申请有结果了吗",
+        "昨天说的那个事咋样了",
+        "我卡里的钱怎么少了一千",
+        "我今年的分红被扣了多少税",
+        "我上个月的手续费被扣了两次",
+        "我11月3号取的钱还没回到卡上",
+        "我前几天申请开创业板批了没",
+        "上次来电说三天内答复 到今天还是没消息",
+        "我信用账户现在欠多少",
+        "上周三提交的转户申请办完了没",
+    ],
+)
+def test_follow_ups_and_own_money_go_to_a_person(demo_bot: Bot, text: str) -> None:
+    reply = demo_bot.respond(text, FRESH, "C3")
+    assert reply.action == "handoff" and reply.handoff_reason == "personal"
+
+
+@pytest.mark.parametrize(
+    ("text", "entry_id"),
+    [
+        ("投诉进度在哪里查", "cmp_progress"),
+        ("怎么查我的佣金", "fee_commission"),
+        ("在哪看我的风险等级", "ra_result_view"),
+        ("去哪查我的委托记录", "trd_history"),
+    ],
+)
+def test_how_to_follow_up_stays_answered(demo_bot: Bot, text: str, entry_id: str) -> None:
+    reply = demo_bot.respond(text, FRESH, "C3")
+    assert reply.action == "answer" and reply.entry_id == entry_id
 
 
 @pytest.mark.parametrize("text", ["", "   \n\t", "😀😀😀", "！？。。。"])
@@ -308,6 +395,13 @@ def test_own_account_state_goes_to_a_person_how_to_stays_answered(
         "比特币能在app里买吗",
         "手机话费在哪充值",
         "住房公积金能取出来吗",
+        "今天会不会下雪",
+        "楼下哪家饭店好",
+        "场内期权能交易吗",
+        "信托产品有没有",
+        "世界杯谁能夺冠",
+        "今天国际金价涨了没",
+        "深证成指现在多少点",
     ],
 )
 def test_out_of_scope_topic_hands_over_instead_of_did_you_mean(demo_bot: Bot, text: str) -> None:

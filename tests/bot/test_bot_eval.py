@@ -17,17 +17,17 @@ from bot.eval import (
 )
 
 # Floors measured on the shipped sets (docs/benchmarks/bot.md); a drop below them is a
-# regression. The brief's targets are top-1 >= 0.90 and wrong answers <= 0.03. After the KB
-# enrichment (fourth session, similar questions written blind to the query files) top-1 is
-# 0.909 on all 625 (0.882 held out) and 0.929 on the first 408 (0.908 held out). Wrong answers
-# are 0.024 on all 625 but 0.034 on its held-out part: the target is missed there, and the
-# ceiling below says so.
+# regression. The brief's targets are top-1 >= 0.90 and wrong answers <= 0.03. The first two
+# files (625 queries) give top-1 0.947 (0.935 held out). The thirteenth session added three
+# files written blind to the bot by other writers (681 queries, plain paraphrases with context,
+# see docs/bot.md): on all 1,306 top-1 is 0.867 (0.867 held out), so the top-1 target is
+# missed on the shipped set as it now stands; wrong answers 0.009 (0.014 held out) meet theirs.
 FIRST_FILE_TOP1_FLOOR = 0.92
 FIRST_FILE_HELDOUT_TOP1_FLOOR = 0.90
-TOP1_FLOOR = 0.90
-HELDOUT_TOP1_FLOOR = 0.87
+TOP1_FLOOR = 0.86
+HELDOUT_TOP1_FLOOR = 0.86
 WRONG_ANSWER_CEILING = 0.03
-HELDOUT_WRONG_ANSWER_CEILING = 0.035  # measured 0.034 on the joined held-out part: missed
+HELDOUT_WRONG_ANSWER_CEILING = 0.03
 
 
 def test_demo_query_set_shape(demo_kb: KnowledgeBase) -> None:
@@ -51,6 +51,8 @@ def test_demo_query_set_shape(demo_kb: KnowledgeBase) -> None:
     assert len(first_copies) <= 7, first_copies
     # Each file keeps its own tuning split inside the joined set.
     assert len(load_demo_queries(DEMO_QUERY_FILES[:1])) % TUNE_EVERY == 0
+    # No query is in two files (the blind files were de-duplicated against the earlier ones).
+    assert len({q.query for q in queries}) == len(queries)
 
 
 def _beats_baselines(report: dict[str, Any], keys: tuple[str, ...]) -> None:
@@ -76,10 +78,19 @@ def test_shipped_eval_floors(demo_kb: KnowledgeBase, demo_bot: Bot) -> None:
     assert report["heldout"]["top1"] >= HELDOUT_TOP1_FLOOR
     assert report["wrong_answer_rate"] <= WRONG_ANSWER_CEILING
     assert report["heldout"]["wrong_answer_rate"] <= HELDOUT_WRONG_ANSWER_CEILING
-    _beats_baselines(report, ("top1", "resolved", "mrr10", "handoff_precision"))
-    # Hand-over recall beats BM25 but not the fuzzy baseline since the KB enrichment (0.737 vs
-    # 0.789): more off-topic messages now meet a wording close enough for "did you mean".
-    assert report["handoff_recall"] >= report["baselines"]["bm25_jieba"]["handoff_recall"]
+    keys = ("top1", "resolved", "mrr10", "handoff_precision", "handoff_recall")
+    _beats_baselines(report, keys)
+    # Held out too: hand-over recall there was the last accuracy figure where the fuzzy
+    # baseline won (0.730 vs 0.794 before the thirteenth session's hand-over rules).
+    _beats_baselines(
+        {
+            **report["heldout"],
+            "baselines": {
+                name: baseline["heldout"] for name, baseline in report["baselines"].items()
+            },
+        },
+        keys,
+    )
     # Against both baselines since the KB enrichment (BM25 had the lower rate before, 0.013 vs
     # 0.021, when it answered directly only about a third of the time).
     for name, baseline in report["baselines"].items():

@@ -53,7 +53,7 @@ def test_unknown_words_lower_coverage(demo_bot: Bot) -> None:
 
 
 def test_out_of_vocabulary_check_hands_over_when_enabled(demo_bot: Bot) -> None:
-    off_topic = "养老金怎么开户"  # not in the out-of-scope topic list: only the check catches it
+    off_topic = "集邮怎么开户"  # not in the out-of-scope topic list: only the check catches it
     assert demo_bot.config.unknown_share_threshold == 1.0  # off by default (docs/bot.md)
     assert demo_bot.respond(off_topic, FRESH, "C3").action != "handoff"
     gated = demo_bot.with_config(replace(BotConfig(), unknown_share_threshold=0.6))
