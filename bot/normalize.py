@@ -116,6 +116,23 @@ CHINESE_SYNONYMS: dict[str, str] = {
     "啥": "什么",
     "木有": "没有",
     "俺": "我",
+    # Regional forms (southwest, Cantonese) for the same question words and verbs.
+    "莫得": "没有",
+    "冇": "没有",
+    "有冇": "有没有",
+    "可唔可以": "可不可以",
+    "系唔系": "是不是",
+    "咩": "什么",
+    "点样": "怎么",
+    "点解": "为什么",
+    "几时": "什么时候",
+    "咗": "了",
+    "嘅": "的",
+    "嚟": "来",
+    "搵": "找",
+    "佢": "他",
+    "拎出": "取出",
+    "拎钱": "取钱",
 }
 
 # "A不A" / "A没A" questions ("能不能", "有没有", "开不开门") ask the same as "A吗": no negation.

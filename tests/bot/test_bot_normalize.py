@@ -3,7 +3,7 @@
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot import Normalizer
+from bot import Bot, Normalizer
 
 norm = Normalizer()
 
@@ -65,6 +65,22 @@ def test_colloquial_question_words_map_to_standard_ones() -> None:
     assert norm.normalize("这个咋弄") == "这个怎么办"
     assert norm.normalize("啥时候到账") == "什么时候到账"
     assert norm.normalize("账户受限咋回事") == "账户受限怎么回事"
+
+
+def test_regional_forms_map_to_standard_ones() -> None:
+    # Southwest and Cantonese forms of the same question words and verbs.
+    assert norm.normalize("里头莫得钱还能用不") == "里头没有钱还能用"
+    assert norm.normalize("佢可唔可以自己开户") == "他可以自己开户"
+    assert norm.normalize("卖咗啲股票几时可以拎出嚟") == "卖了啲股票什么时候可以取出来"
+    assert norm.normalize("點樣改密碼") == "怎么改密码"
+
+
+def test_everyday_words_share_the_domain_word_feature(demo_bot: Bot) -> None:
+    extractor = demo_bot.extractor
+    # Standalone 票 is a share; 机票 stays a ticket (jieba keeps it one word).
+    assert "w:股票" in extractor.features("买的票能卖吗")
+    assert "w:股票" not in extractor.features("机票怎么买")
+    assert "w:证券账户" in extractor.features("户头怎么注销")
 
 
 def test_a_not_a_questions_lose_the_negation() -> None:
