@@ -20,6 +20,9 @@ from chatserver.storage.sql import SQLStore
 from chatserver.tasks import stop_task
 from compliance import ComplianceEngine, RuleSet, load_default_rules, load_demo_products
 
+# How long shutdown lets a background engine refresh finish its read before stopping it.
+REFRESH_DRAIN_S = 2.0
+
 log = logging.getLogger("chatserver.engines")
 
 
@@ -95,7 +98,12 @@ class Engines:
             log.warning("engines not refreshed; the next notice tries again", exc_info=task.exception())
 
     async def close(self) -> None:
-        """Stop background refreshes (before the store they read from closes)."""
+        """End background refreshes before the store they read from closes: each gets
+        `REFRESH_DRAIN_S` to finish its read (milliseconds), then what is left is stopped. A
+        read cancelled in the middle can leave its connection to the garbage collector
+        (SQLAlchemy then warns that it terminated a connection never checked in)."""
+        if self._refreshing:
+            await asyncio.wait(set(self._refreshing), timeout=REFRESH_DRAIN_S)
         for task in list(self._refreshing):
             await stop_task(task)
 
