@@ -113,7 +113,7 @@ async def test_loadgen_against_the_bare_relay_counts_every_message(tmp_path: Pat
             "--chats-per-advisor",
             "3",
             "--duration",
-            "1",
+            "2",
             "--drain",
             "1",
             "--also-half",
@@ -130,10 +130,14 @@ async def test_loadgen_against_the_bare_relay_counts_every_message(tmp_path: Pat
     # when the phase ends; everything acked is delivered by the end of the drain.
     assert closed["acked"] - closed["delivered"] <= 6
     assert half["rate"] == pytest.approx(closed["throughput"] / 2, abs=0.1)
-    # The machine's share: the relay's CPU and its wait for a core, the cores' busy share.
+    # The machine's share: the relay's CPU and its wait for a core, the cores' busy share. The
+    # relay's CPU comes from /proc/PID/stat in clock ticks (10 ms); a few chats cost it 10-20 ms
+    # a second, so a one-second phase could read 0.0 (CI saw it once): two-second phases, and
+    # the two phases summed.
     for phase in (closed, half):
-        assert phase["server_cpu_pct"] > 0 and phase["server_runqueue_wait_pct"] >= 0
+        assert phase["server_cpu_pct"] >= 0 and phase["server_runqueue_wait_pct"] >= 0
         assert 0 < phase["machine_busy_pct"] <= 100
+    assert closed["server_cpu_pct"] + half["server_cpu_pct"] > 0
     # --latency-log: one line per message counted in a phase, with its send time and latency.
     lines = [line.split() for line in (tmp_path / "latency.txt").read_text().splitlines()]
     for name, phase in (("closed", closed), ("half", half)):
