@@ -321,6 +321,10 @@ class Bot:
                 for m in matches[: cfg.suggestions]
                 if m.score >= cfg.suggest_threshold * 0.75
             )
+            if not suggestions:
+                # The margin bonus lifted the confidence over the bar, but no entry scores
+                # enough to offer: a "did you mean" with nothing to choose helps nobody.
+                return self._handoff("low_confidence", turn, intent, confidence)
             return BotReply(
                 "suggest", SUGGEST_TEXT, None, confidence, suggestions, intent, None,
                 BotState(misses, turn.last_intent, turn.last_entry_id, turn.turns),

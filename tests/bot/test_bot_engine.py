@@ -49,6 +49,17 @@ def test_thresholds_decide_between_answer_suggest_and_handoff(demo_bot: Bot) -> 
     assert handoff.action == "handoff" and handoff.handoff_reason == "low_confidence"
 
 
+def test_did_you_mean_is_never_an_empty_list(demo_bot: Bot) -> None:
+    # The lead over the next entry lifts the confidence (0.66) over a suggest bar of 0.5, but
+    # no entry reaches the 0.375 a suggestion needs: hand over rather than offer nothing.
+    strict = demo_bot.with_config(replace(demo_bot.config, suggest_threshold=0.5))
+    text = "孩子作业不会写"
+    reply = strict.respond(text, FRESH, None)
+    assert strict.rank(text, 1)[0].score < 0.375 and reply.confidence >= 0.5
+    assert reply.action == "handoff" and reply.handoff_reason == "low_confidence"
+    assert reply.suggestions == ()
+
+
 def test_repeated_misses_hand_over(demo_bot: Bot) -> None:
     strict = demo_bot.with_config(replace(demo_bot.config, answer_threshold=1.5))
     first = strict.respond("A股交易时间是几点", FRESH, None)
