@@ -510,10 +510,11 @@ def _any_of(phrases: tuple[str, ...]) -> re.Pattern[str]:
 
 
 # When something of the investor's happened ("我上个月的交易", "我去年被扣的钱").
+# One particular day: a weekday or a date ("上周三", "3月12号", "5号").
+_DAY = r"(?:上|这)?(?:周|星期|礼拜)[一二三四五六日天]|\d{1,2}月\d{1,2}[号日]?|\d{1,2}[号日]"
 _WHEN = (
     r"(?:刚才|刚刚|刚|昨天|前天|今天|上周|上个月|上月|去年|今年|前几天|早上|上午|下午"
-    r"|(?:上|这)?(?:周|星期|礼拜)[一二三四五六日天]|(?:去年)?\d{1,2}月(?:\d{1,2}[号日]?|份)?"
-    r"|[一二三四五六七八九十]{1,2}月份?|\d{1,2}[号日])"
+    rf"|{_DAY}|去年\d{{1,2}}月(?:\d{{1,2}}[号日]?|份)?|\d{{1,2}}月份?|[一二三四五六七八九十]{{1,2}}月份?)"
 )
 # What the investor did or had done to them: "我昨天买的", "我转出去的", "扣了我", "冻结我",
 # "我中签的", "我去年被扣的", "我上个月的", "我前几天申请".
@@ -527,8 +528,7 @@ _OWN_DOING = (
 )
 # One particular holding or operation ("那只基金", "这单", "上周申购的"), not a product or rule.
 _PARTICULAR = (
-    r"[那这](?:只|单)|(?:上周|昨天|前天|上个月|前几天|刚才|刚刚"
-    r"|(?:上|这)?(?:周|星期|礼拜)[一二三四五六日天]|\d{1,2}月\d{1,2}[号日]?|\d{1,2}[号日])"
+    rf"[那这](?:只|单)|(?:上周|昨天|前天|上个月|前几天|刚才|刚刚|{_DAY})"
     r"(?:买|卖|转|申购|认购|赎回|委托|下)"
 )
 # The state of an account or of an operation: a figure only the account shows, something that
