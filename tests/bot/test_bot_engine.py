@@ -60,6 +60,17 @@ def test_did_you_mean_is_never_an_empty_list(demo_bot: Bot) -> None:
     assert reply.suggestions == ()
 
 
+def test_a_weak_match_with_nothing_near_is_not_answered(demo_bot: Bot) -> None:
+    # One entry shares a bigram with the message and no other entry anything: the lead is the
+    # whole score, so the confidence reads 0.99 for a 0.33 match. It is offered at most.
+    text = "写个请假条"
+    ranked = demo_bot.rank(text, 5)
+    assert len(ranked) == 1 and ranked[0].score < demo_bot.config.suggest_threshold
+    reply = demo_bot.respond(text, FRESH, None)
+    assert reply.confidence >= demo_bot.config.answer_threshold
+    assert reply.action != "answer" and reply.entry_id is None
+
+
 def test_repeated_misses_hand_over(demo_bot: Bot) -> None:
     strict = demo_bot.with_config(replace(demo_bot.config, answer_threshold=1.5))
     first = strict.respond("A股交易时间是几点", FRESH, None)
