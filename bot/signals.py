@@ -563,7 +563,12 @@ _LOOK_ME_UP = (
     r"(?<!怎么)(?<!如何)(?<!在哪)(?<!哪里)(?<!去哪)(?<!可以)(?<!能)(?<!查)"
     r"(?:查|看)(?:一下|下|一查|查)?我(?!们)"
 )
-_PERSONAL_REQUEST = re.compile(_any_of(PERSONAL_REQUEST_PHRASES).pattern + "|" + _LOOK_ME_UP)
+# Not a request to the bot: a feature that acts by itself ("跌到多少就自动帮我卖掉": a
+# conditional order) or someone else acting ("客户经理让我把钱打到他卡上，他帮我操作，这正常吗").
+_NOT_ASKED_OF_US = r"(?<!自动)(?<!他)(?<!她)(?<!对方)"
+_PERSONAL_REQUEST = re.compile(
+    f"{_NOT_ASKED_OF_US}(?:{_any_of(PERSONAL_REQUEST_PHRASES).pattern})|{_LOOK_ME_UP}"
+)
 _OWN_ACCOUNT = re.compile(_any_of(OWN_ACCOUNT_MARKERS).pattern + "|" + _OWN_DOING)
 _OWN_OR_PARTICULAR = re.compile(_OWN_ACCOUNT.pattern + "|" + _PARTICULAR)
 _NEGATIVE_LONGEST_FIRST = tuple(sorted(NEGATIVE_LEXICON, key=len, reverse=True))

@@ -222,6 +222,26 @@ def test_compiled_lexicons_find_every_phrase() -> None:
     assert not mentions_own_account("怎么查询持仓")
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "能不能设个跌到某个价就自动帮我卖掉",  # a conditional order: a feature, asked about
+        "有没有止盈单，涨到目标价自动帮我卖",
+        "客户经理让我把钱打到他个人卡上，他帮我操作，这合规吗",  # someone else acting
+        "我女儿陪我去的，她替我办的开户手续，算数吗",
+    ],
+)
+def test_a_feature_or_someone_else_acting_is_not_a_request_to_act(text: str) -> None:
+    assert not asks_about_own_account(text)
+
+
+@pytest.mark.parametrize(
+    "text", ["你帮我卖掉那只票", "麻烦帮我查一下佣金", "请替我撤单", "他说的不对，帮我改回来"]
+)
+def test_requests_to_act_on_the_account_are_still_found(text: str) -> None:
+    assert asks_about_own_account(text)
+
+
 def test_long_posting_lists_reach_candidates_through_their_wordings(
     demo_kb: KnowledgeBase, demo_bot: Bot
 ) -> None:
