@@ -33,6 +33,14 @@ def test_confident_match_is_answered_and_resets_misses(demo_bot: Bot) -> None:
     )
 
 
+@pytest.mark.parametrize(
+    "text", ["手续费多扣了12块，帮我退一下", "开户审核三天了，帮我催一下", "帮我核实一下这笔费用"]
+)
+def test_asking_staff_to_carry_out_an_operation_hands_over(demo_bot: Bot, text: str) -> None:
+    reply = demo_bot.respond(text, FRESH, "C3")
+    assert reply.action == "handoff" and reply.handoff_reason == "personal"
+
+
 def test_thresholds_decide_between_answer_suggest_and_handoff(demo_bot: Bot) -> None:
     text = "A股交易时间是几点"
     conf = demo_bot.respond(text, FRESH, "C3").confidence
@@ -155,6 +163,8 @@ def test_ai_mention_is_not_a_human_request(demo_bot: Bot) -> None:
         "说了半天全是废话",
         "系统出错害我少赚了 你们得赔",
         "把客户当猴耍，我要发到网上让大家都看看",
+        "等着收律师函吧",  # a threat of legal action
+        "这事没完，我们法院见",
     ],
 )
 def test_negative_sentiment_hands_over_to_complaints(demo_bot: Bot, text: str) -> None:
