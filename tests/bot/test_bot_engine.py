@@ -211,6 +211,8 @@ def test_personal_account_requests_hand_over(demo_bot: Bot) -> None:
         "上次来电说三天内答复 到今天还是没消息",
         "我信用账户现在欠多少",
         "上周三提交的转户申请办完了没",
+        "九月份提的降佣申请，到现在批下来没有",  # an earlier request and a state word
+        "上周四提交的降佣金申请，审批到哪一步了",
     ],
 )
 def test_follow_ups_and_own_money_go_to_a_person(demo_bot: Bot, text: str) -> None:
