@@ -304,7 +304,8 @@ class Bot:
         # one. With nothing else near ("写个请假条": one entry shares a bigram) the lead is the
         # whole score and a 0.33 match read as 0.99. An answer needs the entry's own score to
         # clear the "did you mean" bar too (no answer on the shipped queries scores under 0.38).
-        if top is not None and confidence >= cfg.answer_threshold and top.score >= cfg.suggest_threshold:
+        strong = confidence >= cfg.answer_threshold
+        if top is not None and strong and top.score >= cfg.suggest_threshold:
             return self.answer_entry(top.entry, turn, customer_risk, confidence)
         # Not a confident match. A question about the investor's own account needs someone
         # who can see it; a "did you mean" list of generic entries would not answer it.
