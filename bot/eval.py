@@ -79,6 +79,7 @@ DEMO_QUERY_FILES: tuple[str, ...] = (
     "data/demo_queries_fresh4.jsonl",
     "data/demo_queries_fresh5.jsonl",
     "data/demo_queries_fresh6.jsonl",
+    "data/demo_queries_fresh7.jsonl",
 )
 
 
