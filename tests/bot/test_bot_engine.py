@@ -213,6 +213,8 @@ def test_personal_account_requests_hand_over(demo_bot: Bot) -> None:
         "上周三提交的转户申请办完了没",
         "九月份提的降佣申请，到现在批下来没有",  # an earlier request and a state word
         "上周四提交的降佣金申请，审批到哪一步了",
+        "我提额申请交了三天了，批了没",  # their own application, submitted
+        "我3号在网上申请的销户到现在还没办好，卡在哪了",
     ],
 )
 def test_follow_ups_and_own_money_go_to_a_person(demo_bot: Bot, text: str) -> None:
