@@ -133,6 +133,14 @@ CHINESE_SYNONYMS: dict[str, str] = {
     "佢": "他",
     "拎出": "取出",
     "拎钱": "取钱",
+    "系咪": "是不是",
+    "点搞": "怎么办",
+    # Shanghainese.
+    "侬": "你",
+    "铜钿": "钱",
+    "卖脱": "卖掉",
+    "啥辰光": "什么时候",
+    "几日": "几天",
 }
 
 # "A不A" / "A没A" questions ("能不能", "有没有", "开不开门") ask the same as "A吗": no negation.

@@ -73,6 +73,10 @@ def test_regional_forms_map_to_standard_ones() -> None:
     assert norm.normalize("佢可唔可以自己开户") == "他可以自己开户"
     assert norm.normalize("卖咗啲股票几时可以拎出嚟") == "卖了啲股票什么时候可以取出来"
     assert norm.normalize("點樣改密碼") == "怎么改密码"
+    assert norm.normalize("開戶要點搞，係咪要拍片") == "开户要怎么办 是要拍片"
+    # Shanghainese: 侬 (you), 铜钿 (money), 卖脱 (sold), 啥辰光 (when), 几日 (how many days).
+    assert norm.normalize("侬好，基金卖脱了铜钿几日到账") == "基金卖掉了钱几天到账"
+    assert norm.normalize("啥辰光好再登") == "什么时候好再登"
 
 
 def test_everyday_words_share_the_domain_word_feature(demo_bot: Bot) -> None:
