@@ -230,7 +230,8 @@ async def test_suggestions_reach_the_advisor_from_the_worker_and_in_process(hub_
         advisor = await hub.connect("advisor1")
         investor, cid = await hub.human_chat(advisor)
         asked = await investor.say(cid, "两融怎么开通")
-        event = await advisor.next_event(lambda e: e["type"] == "suggestions" and e["for_message"] == asked["message_id"])
+        mid = asked["message_id"]
+        event = await advisor.next_event(lambda e, mid=mid: e["type"] == "suggestions" and e["for_message"] == mid)
         assert any(item["category"] == "margin" for item in event["items"])
         suggester = hub.services.hub.suggester
         assert isinstance(suggester, ProcessSuggester if workers else InlineSuggester)
