@@ -80,6 +80,7 @@ DEMO_QUERY_FILES: tuple[str, ...] = (
     "data/demo_queries_fresh5.jsonl",
     "data/demo_queries_fresh6.jsonl",
     "data/demo_queries_fresh7.jsonl",
+    "data/demo_queries_fresh8.jsonl",
 )
 
 

@@ -22,8 +22,8 @@ from bot.eval import (
 # files written blind to the bot by other writers (1,040 queries, paraphrases with context and
 # regional wording) and a KB enrichment written blind to all query files (docs/bot.md): on all
 # 1,665 top-1 was 0.8997 (0.894 held out); wrong answers 0.007 (0.010 held out). The fourteenth
-# session's rule fixes and a sixth blind file (190): on all 1,855 top-1 0.901 (0.895 held out),
-# wrong answers 0.006 (0.008).
+# session's rule fixes and two more blind files (190 + 198): on all 2,053 top-1 0.895 (0.888
+# held out; the 90% target missed), wrong answers 0.007 (0.008).
 FIRST_FILE_TOP1_FLOOR = 0.94
 FIRST_FILE_HELDOUT_TOP1_FLOOR = 0.92
 TOP1_FLOOR = 0.89
@@ -42,10 +42,11 @@ def test_demo_query_set_shape(demo_kb: KnowledgeBase) -> None:
     normalizer = Normalizer()
     wordings = {normalizer.normalize(w) for e in demo_kb.entries for w in e.all_questions}
     first = {q.query for q in load_demo_queries(DEMO_QUERY_FILES[:1])}
-    # Four fresh queries normalise to a KB wording (three are the traditional-script form of a
-    # standard question); they were measured as written, so they stay, counted here.
+    # Five fresh queries normalise to a KB wording (three are the traditional-script form of a
+    # standard question; "指纹登陆" of the eighth file is "指纹登录" misspelt); they were measured
+    # as written, so they stay, counted here.
     copies = [q.query for q in fresh if normalizer.normalize(q.query) in wordings]
-    assert len(copies) <= 4, copies
+    assert len(copies) <= 5, copies
     assert not [q.query for q in fresh if q.query in first]
     # The first file had seven such copies before the KB enrichment; enriching the KB must not
     # add more (new wordings equal to a query were dropped, without reading which).
