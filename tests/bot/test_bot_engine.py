@@ -102,6 +102,7 @@ def test_explicit_requests_hand_over(demo_bot: Bot, text: str) -> None:
         ("你是真人吗", "gen_bot_intro"),
         ("客户经理态度不好", "cmp_advisor"),
         ("人工客服几点上班", "gen_hotline"),
+        ("我要客服电话", "gen_hotline"),  # the number, not a person now
     ],
 )
 def test_questions_about_people_are_not_requests_for_one(
@@ -128,6 +129,9 @@ def test_questions_about_people_are_not_requests_for_one(
         "我想和你们的业务主管当面沟通",
         "能不能跟懂期权的老师视频一下",
         "别让机器应付我了",
+        "麻烦安排个工作人员跟我对接一下",  # staff, a call, a service agent (fourteenth session)
+        "有空拨我手机",
+        "帮我接一下你们客服小姐姐",
     ],
 )
 def test_requests_to_reach_a_person_hand_over(demo_bot: Bot, text: str) -> None:
@@ -215,6 +219,8 @@ def test_personal_account_requests_hand_over(demo_bot: Bot) -> None:
         "上周四提交的降佣金申请，审批到哪一步了",
         "我提额申请交了三天了，批了没",  # their own application, submitted
         "我3号在网上申请的销户到现在还没办好，卡在哪了",
+        "我港股通是昨天申请的，审核过了没",
+        "我提交的专业投资者申请被拒了 具体哪份材料不行",
     ],
 )
 def test_follow_ups_and_own_money_go_to_a_person(demo_bot: Bot, text: str) -> None:
@@ -438,6 +444,7 @@ def test_own_account_state_goes_to_a_person_how_to_stays_answered(
         "世界杯谁能夺冠",
         "今天国际金价涨了没",
         "深证成指现在多少点",
+        "今天茅台收盘价多少",  # a live price
     ],
 )
 def test_out_of_scope_topic_hands_over_instead_of_did_you_mean(demo_bot: Bot, text: str) -> None:
