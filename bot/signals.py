@@ -57,7 +57,11 @@ _NOT_EXPLICIT: tuple[str, ...] = (
     "是真人吗",
     "是不是真人",
     "是真人还是",
+    "还是真人",  # "你是AI还是真人", "机器人还是真人"
+    "真人客服还是",
     "人工客服几点",
+    "人工啥时候",  # when the human desk works
+    "人工什么时候",
     "人工几点",
     "人工服务时间",
     "人工客服电话",
@@ -332,6 +336,9 @@ NEGATIVE_LEXICON: Mapping[str, float] = {
     "媒体": 1.0,
     "律师": 1.5,
     "起诉": 2.0,
+    # About the bot's answers: beside the point, or an insult.
+    "答非所问": 2.0,
+    "智障": 2.0,
     # Threats of legal action.
     "律师函": 2.0,
     "告你们": 2.0,

@@ -103,6 +103,8 @@ def test_explicit_requests_hand_over(demo_bot: Bot, text: str) -> None:
         ("客户经理态度不好", "cmp_advisor"),
         ("人工客服几点上班", "gen_hotline"),
         ("我要客服电话", "gen_hotline"),  # the number, not a person now
+        ("你是AI还是真人在打字", "gen_bot_intro"),  # whether it is a person
+        ("你们客服电话是多少 人工啥时候上班", "gen_hotline"),  # when the desk works
     ],
 )
 def test_questions_about_people_are_not_requests_for_one(
@@ -169,6 +171,7 @@ def test_ai_mention_is_not_a_human_request(demo_bot: Bot) -> None:
         "把客户当猴耍，我要发到网上让大家都看看",
         "等着收律师函吧",  # a threat of legal action
         "这事没完，我们法院见",
+        "呵呵，真智能啊，问啥都答非所问",  # about the bot's answers
     ],
 )
 def test_negative_sentiment_hands_over_to_complaints(demo_bot: Bot, text: str) -> None:
