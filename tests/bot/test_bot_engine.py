@@ -134,6 +134,7 @@ def test_questions_about_people_are_not_requests_for_one(
         "麻烦安排个工作人员跟我对接一下",  # staff, a call, a service agent (fourteenth session)
         "有空拨我手机",
         "帮我接一下你们客服小姐姐",
+        "我要跟有血有肉的工作人员讲",
     ],
 )
 def test_requests_to_reach_a_person_hand_over(demo_bot: Bot, text: str) -> None:
@@ -172,6 +173,7 @@ def test_ai_mention_is_not_a_human_request(demo_bot: Bot) -> None:
         "等着收律师函吧",  # a threat of legal action
         "这事没完，我们法院见",
         "呵呵，真智能啊，问啥都答非所问",  # about the bot's answers
+        "等了半小时没人理，人都死哪去了",  # being ignored
     ],
 )
 def test_negative_sentiment_hands_over_to_complaints(demo_bot: Bot, text: str) -> None:
