@@ -33,14 +33,6 @@ def test_confident_match_is_answered_and_resets_misses(demo_bot: Bot) -> None:
     )
 
 
-@pytest.mark.parametrize(
-    "text", ["手续费多扣了12块，帮我退一下", "开户审核三天了，帮我催一下", "帮我核实一下这笔费用"]
-)
-def test_asking_staff_to_carry_out_an_operation_hands_over(demo_bot: Bot, text: str) -> None:
-    reply = demo_bot.respond(text, FRESH, "C3")
-    assert reply.action == "handoff" and reply.handoff_reason == "personal"
-
-
 def test_thresholds_decide_between_answer_suggest_and_handoff(demo_bot: Bot) -> None:
     text = "A股交易时间是几点"
     conf = demo_bot.respond(text, FRESH, "C3").confidence
@@ -226,6 +218,10 @@ def test_personal_account_requests_hand_over(demo_bot: Bot) -> None:
         "我3号在网上申请的销户到现在还没办好，卡在哪了",
         "我港股通是昨天申请的，审核过了没",
         "我提交的专业投资者申请被拒了 具体哪份材料不行",
+        # Asking staff to carry out an operation on the account.
+        "手续费多扣了12块，帮我退一下",
+        "开户审核三天了，帮我催一下",
+        "帮我核实一下这笔费用",
     ],
 )
 def test_follow_ups_and_own_money_go_to_a_person(demo_bot: Bot, text: str) -> None:
