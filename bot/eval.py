@@ -81,6 +81,7 @@ DEMO_QUERY_FILES: tuple[str, ...] = (
     "data/demo_queries_fresh6.jsonl",
     "data/demo_queries_fresh7.jsonl",
     "data/demo_queries_fresh8.jsonl",
+    "data/demo_queries_fresh9.jsonl",
 )
 
 
