@@ -633,12 +633,11 @@ def asks_about_own_situation(simplified: str) -> bool:
     text = _compact(simplified)
     if _HOW_TO_LOOK_UP.search(text) is not None:
         return False
-    if _EARLIER.search(text) is not None and (
-        _CASE_STATUS.search(text) is not None or _ACCOUNT_STATE.search(text) is not None
-    ):
+    state = _ACCOUNT_STATE.search(text) is not None
+    if _EARLIER.search(text) is not None and (state or _CASE_STATUS.search(text) is not None):
         # An earlier request and where it stands: 处理了吗, or a state (批下来没有, 到哪一步了).
         return True
-    return _OWN_OR_PARTICULAR.search(text) is not None and _ACCOUNT_STATE.search(text) is not None
+    return state and _OWN_OR_PARTICULAR.search(text) is not None
 
 
 def out_of_scope_topic(simplified: str) -> str | None:
