@@ -102,6 +102,13 @@ PERSONAL_REQUEST_PHRASES: tuple[str, ...] = (
     "帮我解冻",
     "帮我恢复",
     "帮我加急",
+    # The same asked with 帮忙 ("帮忙核对一下", "帮忙处理下").
+    "帮忙核",
+    "帮忙看下",
+    "帮忙看一下",
+    "帮忙处理",
+    "帮忙催",
+    "帮忙退",
     "替我",
     "代我",
 )
@@ -130,6 +137,9 @@ OWN_ACCOUNT_MARKERS: tuple[str, ...] = (
     # A particular transaction ("那笔转账", "这笔委托") is the investor's own.
     "那笔",
     "这笔",
+    # What the investor's own statement shows ("对账单里多了一笔扣费").
+    "对账单里",
+    "对账单上",
 )
 
 # Topics a securities firm's service desk does not cover (other licences, other trades,
@@ -221,6 +231,9 @@ OUT_OF_SCOPE_TOPICS: tuple[str, ...] = (
     "质押借",
     # Live figures the bot cannot know.
     "汇率",
+    "美元兑",
+    "兑美元",
+    "人民币兑",
     "金价",
     "油价",
     "现在多少点",
@@ -345,6 +358,15 @@ NEGATIVE_LEXICON: Mapping[str, float] = {
     "法院见": 2.0,
     "打官司": 2.0,
     "黑心": 2.5,
+    # "收这么黑", "你们良心不会痛吗", "有没有良心": charging or treating the investor unfairly.
+    "这么黑": 2.0,
+    "太黑": 2.0,
+    "没良心": 2.0,
+    "良心不": 2.0,
+    "有没有良心": 2.0,
+    "良心呢": 2.0,
+    # A sarcastic "呵呵" ("呵呵 真是好券商"): with one more complaint word it hands over.
+    "呵呵": 1.0,
     "欺骗": 2.5,
     "忽悠": 2.0,
     "误导": 1.5,
@@ -521,11 +543,15 @@ def _compact(text: str) -> str:
 # does a request to be called or contacted ("安排专员联系我", "给我回个电话"). Asking how to
 # reach the firm ("怎么联系客服", "怎么打电话给你们") is a question the KB answers.
 _REACH_A_PERSON = re.compile(
-    r"(?<!怎么)(?<!如何)(找|联系|叫|让|请|要|转|接通?|安排)(一下|一个|个)?(我的|你们的?)?"
-    r"(客户经理|投资顾问|投顾|经理|领导|负责人|主管|专员|工作人员|专人|客服(?!电话|热线|号码|几点|时间))"
+    r"(?<!怎么)(?<!如何)(找|联系|叫|喊|让|请|要|转|接通?|安排)(一下|一个|个)?(我的|你们的?)?"
+    r"(?:值班|大堂|营业部|柜台|部门|分管)?(客户经理|投资顾问|投顾|经理|领导|负责人|主管|专员|工作人员|专人|客服(?!电话|热线|号码|几点|时间))"
     r"|(?<!怎么)(?<!如何)(?<!有人)(?<!会)(?:联系|致电|回电话?给?|打电话给|打给)我"
     r"|(?:打|拨)我(?:的)?(?:电话|手机)"
     r"|给我(?:回|打)(?:个|一个)?电话|回个电话|给我回电"
+    # "喊个人出来", "叫个人来": someone, anyone; "把我转到柜台的同事那边": passed on to staff
+    # (not "把我转到别的券商": moving the account).
+    r"|(?:叫|喊|找|派)(?:一)?个(?:真|活)?人(?:出来|来|过来)"
+    r"|把我(?:转|接|转接)(?:到|给|去)(?![^，。,.？?！!]{0,6}(?:券商|银行|账户|帐户))"
     # "跟你们主管说话", "和值班经理通话", "找两融的专员聊一下": a person to talk to.
     r"|(?:跟|和|同|与|找|让|叫|请)[^，。,.？?！!]{0,8}?"
     r"(?:专员|主管|经理|领导|负责人|老师|顾问|客服|真人|工作人员|同事|专人|他|她)"
@@ -541,9 +567,11 @@ def _any_of(phrases: tuple[str, ...]) -> re.Pattern[str]:
 # When something of the investor's happened ("我上个月的交易", "我去年被扣的钱").
 # One particular day: a weekday or a date ("上周三", "3月12号", "5号").
 _DAY = r"(?:上|这)?(?:周|星期|礼拜)[一二三四五六日天]|\d{1,2}月\d{1,2}[号日]?|\d{1,2}[号日]"
+# Part of a month ("三月初", "上个月底", "10月中旬").
+_PART_OF_MONTH = r"(?:\d{1,2}|[一二三四五六七八九十]{1,2}|上个?|这个?)月(?:初|底|末|中旬|上旬|下旬)"
 _WHEN = (
     r"(?:刚才|刚刚|刚|昨天|前天|今天|上周|上个月|上月|去年|今年|前几天|早上|上午|下午"
-    rf"|{_DAY}|去年\d{{1,2}}月(?:\d{{1,2}}[号日]?|份)?|\d{{1,2}}月份?|[一二三四五六七八九十]{{1,2}}月份?)"
+    rf"|{_PART_OF_MONTH}|{_DAY}|去年\d{{1,2}}月(?:\d{{1,2}}[号日]?|份)?|\d{{1,2}}月份?|[一二三四五六七八九十]{{1,2}}月份?)"
 )
 # What the investor did or had done to them: "我昨天买的", "我转出去的", "扣了我", "冻结我",
 # "我中签的", "我去年被扣的", "我上个月的", "我前几天申请".
@@ -564,7 +592,7 @@ _PARTICULAR = (
 # happened to it, or where a pending operation stands.
 _ACCOUNT_STATE = re.compile(
     r"(?:还有|还剩|剩下|剩|有|是|欠)多少|余额"
-    r"|被(?:扣|冻结|限制|锁|平仓|强平|盗|封|拒|驳回)|(?:扣|少|丢|亏|没|不见|消失|冻结|锁|平仓)了"
+    r"|被(?:扣|冻结|限制|锁|平仓|强平|盗|封|拒|驳回)|多(?:了|出|出来)(?:一|两|几)笔|(?:扣|少|丢|亏|没|不见|消失|冻结|锁|平仓)了"
     r"|还没(?:到|成交|确认|收到|退|返|回|通过|批)|没(?:到账|成交|确认|收到|通过)"
     r"|到哪|卡在哪|看不到|查不到|没办好|生效了?没|(?:确认|成功|到账|成交|通过|退回|到|收到|中|中签|批|批准|审核|办好|办完|下来|出来)过?了?没|找不到"
 )
@@ -585,7 +613,9 @@ _CASE_STATUS = re.compile(
     r"|有(?:结果|消息|进展|回复|回音)了?(?:吗|没)|进度|进展|(?:没|没有)(?:消息|回音|回复|下文)"
 )
 # Asking how or where to look something up is a procedure the KB explains ("我的资金账号在哪看").
-_HOW_TO_LOOK_UP = re.compile(r"(?:怎么|如何|在哪|哪里|去哪|哪儿|在哪里)(?:儿)?(?:查|看)|怎么办理")
+_HOW_TO_LOOK_UP = re.compile(
+    r"(?:怎么|如何|在哪|哪里|去哪|哪儿|在哪里)(?:儿)?(?:可以|能|才能)?(?:查|看)|怎么办理"
+)
 
 _HUMAN = _any_of(EXPLICIT_HUMAN_PHRASES)
 # Besides the phrases: "查下我现在的佣金", "看一下我这边": looking something up about the
@@ -593,6 +623,8 @@ _HUMAN = _any_of(EXPLICIT_HUMAN_PHRASES)
 _LOOK_ME_UP = (
     r"(?<!怎么)(?<!如何)(?<!在哪)(?<!哪里)(?<!去哪)(?<!可以)(?<!能)(?<!查)"
     r"(?:查|看)(?:一下|下|一查|查)?我(?!们)"
+    # "你们后台查查", "你们帮我核实一下": the firm asked to look into the investor's case.
+    r"|(?:你们|后台)(?:帮我|给我|帮忙)?(?:查|核)(?:查|一下|下|实)"
 )
 # Not a request to the bot: a feature that acts by itself ("跌到多少就自动帮我卖掉": a
 # conditional order) or someone else acting ("客户经理让我把钱打到他卡上，他帮我操作，这正常吗").

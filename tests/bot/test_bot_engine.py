@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot import RISK_DISCLAIMER, Bot, BotConfig, BotState, KBEntry, KnowledgeBase
-from bot.signals import negative_score
+from bot.signals import asks_for_human, negative_score
 
 FRESH = BotState()
 
@@ -127,6 +127,10 @@ def test_questions_about_people_are_not_requests_for_one(
         "有空拨我手机",
         "帮我接一下你们客服小姐姐",
         "我要跟有血有肉的工作人员讲",
+        "叫你们大堂经理过来",  # a named desk's manager, 喊, anyone, passed on (fifteenth session)
+        "喊你们经理出来",
+        "叫个人来处理一下",
+        "麻烦把我转给你们柜台",
     ],
 )
 def test_requests_to_reach_a_person_hand_over(demo_bot: Bot, text: str) -> None:
@@ -140,6 +144,12 @@ def test_requests_to_reach_a_person_hand_over(demo_bot: Bot, text: str) -> None:
 def test_asking_how_to_reach_the_firm_is_answered(demo_bot: Bot, text: str, entry_id: str) -> None:
     reply = demo_bot.respond(text, FRESH, "C3")
     assert reply.action == "answer" and reply.entry_id == entry_id
+
+
+def test_moving_the_account_elsewhere_is_not_a_request_for_a_person() -> None:
+    assert asks_for_human("麻烦把我转给你们柜台")
+    assert not asks_for_human("怎么把我转到别的券商")
+    assert not asks_for_human("能把我转到工商银行存管吗")
 
 
 def test_ai_mention_is_not_a_human_request(demo_bot: Bot) -> None:
@@ -166,6 +176,9 @@ def test_ai_mention_is_not_a_human_request(demo_bot: Bot) -> None:
         "这事没完，我们法院见",
         "呵呵，真智能啊，问啥都答非所问",  # about the bot's answers
         "等了半小时没人理，人都死哪去了",  # being ignored
+        "佣金收得太黑了吧",  # unfair charges, conscience, sarcasm (fifteenth session)
+        "你们还有没有良心",
+        "呵呵，真无语",
     ],
 )
 def test_negative_sentiment_hands_over_to_complaints(demo_bot: Bot, text: str) -> None:
@@ -222,6 +235,11 @@ def test_personal_account_requests_hand_over(demo_bot: Bot) -> None:
         "手续费多扣了12块，帮我退一下",
         "开户审核三天了，帮我催一下",
         "帮我核实一下这笔费用",
+        # Fifteenth session: part of a month, 帮忙, the firm asked to look, the statement.
+        "上个月底提交的转户申请办好了吗",
+        "帮忙处理一下转账失败的事",
+        "你们后台查一下 佣金费率是不是没改过来",
+        "对账单上多了一笔利息扣款是怎么回事",
     ],
 )
 def test_follow_ups_and_own_money_go_to_a_person(demo_bot: Bot, text: str) -> None:
@@ -417,6 +435,7 @@ def test_own_account_question_with_confident_match_is_answered(demo_bot: Bot) ->
         ("我的风险等级在哪里看", "ra_result_view"),
         ("委托为什么一直没有成交", "trd_order_not_filled"),
         ("我把交易密码忘记了怎么办", "pwd_forgot_trade"),
+        ("前天申购的新股中没中在哪里可以查", "ipo_result"),  # where one can look it up
     ],
 )
 def test_own_account_state_goes_to_a_person_how_to_stays_answered(
@@ -446,6 +465,7 @@ def test_own_account_state_goes_to_a_person_how_to_stays_answered(
         "今天国际金价涨了没",
         "深证成指现在多少点",
         "今天茅台收盘价多少",  # a live price
+        "人民币兑日元现在多少",  # an exchange rate named by its currencies
     ],
 )
 def test_out_of_scope_topic_hands_over_instead_of_did_you_mean(demo_bot: Bot, text: str) -> None:

@@ -77,6 +77,9 @@ def test_regional_forms_map_to_standard_ones() -> None:
     # Shanghainese: 侬 (you), 铜钿 (money), 卖脱 (sold), 啥辰光 (when), 几日 (how many days).
     assert norm.normalize("侬好，基金卖脱了铜钿几日到账") == "基金卖掉了钱几天到账"
     assert norm.normalize("啥辰光好再登") == "什么时候好再登"
+    assert norm.normalize("两融会唔会亏脱本钱") == "两融会唔会亏掉本钱"
+    # Cantonese: 喺 (at), 搞掂 (get done), 得唔得 (is it possible).
+    assert norm.normalize("喺手机度搞掂开户得唔得") == "在手机度办好开户可以"
 
 
 def test_everyday_words_share_the_domain_word_feature(demo_bot: Bot) -> None:
@@ -85,6 +88,7 @@ def test_everyday_words_share_the_domain_word_feature(demo_bot: Bot) -> None:
     assert "w:股票" in extractor.features("买的票能卖吗")
     assert "w:股票" not in extractor.features("机票怎么买")
     assert "w:证券账户" in extractor.features("户头怎么注销")
+    assert "w:转入" in extractor.features("下班后还能往证券户打钱吗")  # 打钱: money sent in
 
 
 def test_a_not_a_questions_lose_the_negation() -> None:
