@@ -651,10 +651,16 @@ def asks_about_own_account(simplified: str) -> bool:
     return _PERSONAL_REQUEST.search(_compact(simplified)) is not None
 
 
+# A rule asked about through a case that has not happened ("券商会不会把我的票平掉", "万一你们出了
+#事，我的钱还拿得回来吗", "什么情况下会卖掉我的股票"): the KB's rule answers it, not the account.
+_HYPOTHETICAL = re.compile(r"会不会|万一|要是|如果|假如|假设|(?:什么|哪些|哪种)情况下?")
+
+
 def mentions_own_account(simplified: str) -> bool:
     """True if the text is about the investor's own account, holdings or money, or about
-    something they did or had done to them."""
-    return _OWN_ACCOUNT.search(_compact(simplified)) is not None
+    something they did or had done to them, and not as a case that has not happened."""
+    text = _compact(simplified)
+    return _OWN_ACCOUNT.search(text) is not None and _HYPOTHETICAL.search(text) is None
 
 
 def asks_about_own_situation(simplified: str) -> bool:

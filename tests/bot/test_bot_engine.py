@@ -407,6 +407,10 @@ def test_own_account_question_without_confident_match_hands_over(demo_bot: Bot) 
     assert own.action == "handoff" and own.handoff_reason == "personal"
     assert own.intent == "password_app"
     assert unsure.respond("我账户里的钱怎么少了", FRESH, "C3").handoff_reason == "personal"
+    # A case that has not happened asks for the rule (fifteenth session).
+    for text in ("跌得多了券商会不会卖掉我的股票", "万一公司倒闭了我的钱怎么办"):
+        reply = unsure.respond(text, FRESH, "C3")
+        assert reply.action == "suggest" and reply.handoff_reason is None, text
 
 
 def test_own_account_question_with_confident_match_is_answered(demo_bot: Bot) -> None:
