@@ -36,6 +36,8 @@ EXPLICIT_HUMAN_PHRASES: tuple[str, ...] = (
     "不想跟机器",
     "不想和机器",
     "懂行的人",
+    "懂行的同事",
+    "懂行的老师",
     "专业的人",
     "找个同事",
     "换个同事",
@@ -112,6 +114,8 @@ PERSONAL_REQUEST_PHRASES: tuple[str, ...] = (
     "替我",
     "代我",
 )
+# "麻烦把我上个月多收的手续费退回来": money of the investor's asked back.
+_GIVE_BACK = r"把我[^，。,.？?！!]{0,12}?退(?:回来|给我|还)"
 
 # The investor talking about their own account, holdings or money ("我的交易密码是多少",
 # "我账户里的钱为什么少了"). Only used when no KB entry is a confident match: a generic
@@ -242,6 +246,11 @@ OUT_OF_SCOPE_TOPICS: tuple[str, ...] = (
     "收盘价多少",
     "开盘价多少",
     "现价多少",
+    "多少钱一股",
+    # Errands: travel tickets, the weather.
+    "高铁",
+    "车票",
+    "带伞",
 )
 
 # Replies that carry no question: an acknowledgement or an interjection ("好吧", "嗯嗯", "额").
@@ -283,6 +292,14 @@ ACKNOWLEDGEMENTS: frozenset[str] = frozenset(
         "哈哈",
         "哈哈哈",
         "呵呵",
+    "原来是这样",
+    "原来如此",
+    # Greetings of the time of day ("早呀☀️").
+    "早",
+    "早安",
+    "早上好",
+    "下午好",
+    "晚上好",
     }
 )
 
@@ -351,6 +368,10 @@ NEGATIVE_LEXICON: Mapping[str, float] = {
     "起诉": 2.0,
     # About the bot's answers: beside the point, or an insult.
     "答非所问": 2.0,
+    "跟没说一样": 2.0,
+    "和没说一样": 2.0,
+    "等于没说": 2.0,
+    "纸糊": 2.0,  # "你们系统是纸糊的吗"
     "智障": 2.0,
     # Threats of legal action.
     "律师函": 2.0,
@@ -544,13 +565,18 @@ def _compact(text: str) -> str:
 # reach the firm ("怎么联系客服", "怎么打电话给你们") is a question the KB answers.
 _REACH_A_PERSON = re.compile(
     r"(?<!怎么)(?<!如何)(找|联系|叫|喊|让|请|要|转|接通?|安排)(一下|一个|个)?(我的|你们的?)?"
-    r"(?:值班|大堂|营业部|柜台|部门|分管)?(客户经理|投资顾问|投顾|经理|领导|负责人|主管|专员|工作人员|专人|客服(?!电话|热线|号码|几点|时间))"
+    r"(?:(?:值班|大堂|营业部|柜台|部门|分管)的?)?(客户经理|投资顾问|投顾|经理|领导|负责人|主管|专员|工作人员|专人|客服(?!电话|热线|号码|几点|时间))"
     r"|(?<!怎么)(?<!如何)(?<!有人)(?<!会)(?:联系|致电|回电话?给?|打电话给|打给)我"
     r"|(?:打|拨)我(?:的)?(?:电话|手机)"
     r"|给我(?:回|打)(?:个|一个)?电话|回个电话|给我回电"
     # "喊个人出来", "叫个人来": someone, anyone; "把我转到柜台的同事那边": passed on to staff
     # (not "把我转到别的券商": moving the account).
     r"|(?:叫|喊|找|派)(?:一)?个(?:真|活)?人(?:出来|来|过来)"
+    # "值班经理在不在？让他来一下", "我要和人说话", "找当初给我开户的那个小王经理".
+    r"|(?:让|叫|喊)(?:他|她)(?:过来|出来|来一下)"
+    r"|(?:跟|和|同|与)(?:真|活)?人(?:说话|聊|沟通|通话|讲)"
+    r"|(?<!怎么)(?<!如何)(?<!在哪)(?<!哪里)(?<!去哪)找[^，。,.？?！!]{0,12}?"
+    r"(?:经理|专员|主管|领导|负责人)(?=$|[，。,.？?！!吧呢啊])"
     r"|把我(?:转|接|转接)(?:到|给|去)(?![^，。,.？?！!]{0,6}(?:券商|银行|账户|帐户))"
     # "跟你们主管说话", "和值班经理通话", "找两融的专员聊一下": a person to talk to.
     r"|(?:跟|和|同|与|找|让|叫|请)[^，。,.？?！!]{0,8}?"
@@ -570,7 +596,7 @@ _DAY = r"(?:上|这)?(?:周|星期|礼拜)[一二三四五六日天]|\d{1,2}月\
 # Part of a month ("三月初", "上个月底", "10月中旬").
 _PART_OF_MONTH = r"(?:\d{1,2}|[一二三四五六七八九十]{1,2}|上个?|这个?)月(?:初|底|末|中旬|上旬|下旬)"
 _WHEN = (
-    r"(?:刚才|刚刚|刚|昨天|前天|今天|上周|上个月|上月|去年|今年|前几天|早上|上午|下午"
+    r"(?:刚才|刚刚|刚|昨天|前天|今天|上周|上个?(?:礼拜|星期)|上个月|上月|去年|今年|前几天|早上|上午|下午"
     rf"|{_PART_OF_MONTH}|{_DAY}|去年\d{{1,2}}月(?:\d{{1,2}}[号日]?|份)?|\d{{1,2}}月份?|[一二三四五六七八九十]{{1,2}}月份?)"
 )
 # What the investor did or had done to them: "我昨天买的", "我转出去的", "扣了我", "冻结我",
@@ -630,7 +656,7 @@ _LOOK_ME_UP = (
 # conditional order) or someone else acting ("客户经理让我把钱打到他卡上，他帮我操作，这正常吗").
 _NOT_ASKED_OF_US = r"(?<!自动)(?<!他)(?<!她)(?<!对方)"
 _PERSONAL_REQUEST = re.compile(
-    f"{_NOT_ASKED_OF_US}(?:{_any_of(PERSONAL_REQUEST_PHRASES).pattern})|{_LOOK_ME_UP}"
+    f"{_NOT_ASKED_OF_US}(?:{_any_of(PERSONAL_REQUEST_PHRASES).pattern})|{_LOOK_ME_UP}|{_GIVE_BACK}"
 )
 _OWN_ACCOUNT = re.compile(_any_of(OWN_ACCOUNT_MARKERS).pattern + "|" + _OWN_DOING)
 _OWN_OR_PARTICULAR = re.compile(_OWN_ACCOUNT.pattern + "|" + _PARTICULAR)

@@ -131,6 +131,10 @@ def test_questions_about_people_are_not_requests_for_one(
         "喊你们经理出来",
         "叫个人来处理一下",
         "麻烦把我转给你们柜台",
+        "主管在吗？叫他过来",  # the ninth blind file's classes
+        "能不能跟人说话",
+        "我要找上次帮我办业务的那位李经理",
+        "帮我接柜台的工作人员",
     ],
 )
 def test_requests_to_reach_a_person_hand_over(demo_bot: Bot, text: str) -> None:
@@ -179,6 +183,8 @@ def test_ai_mention_is_not_a_human_request(demo_bot: Bot) -> None:
         "佣金收得太黑了吧",  # unfair charges, conscience, sarcasm (fifteenth session)
         "你们还有没有良心",
         "呵呵，真无语",
+        "你说了等于没说",
+        "这系统纸糊的吧",
     ],
 )
 def test_negative_sentiment_hands_over_to_complaints(demo_bot: Bot, text: str) -> None:
@@ -195,7 +201,9 @@ def test_neutral_complaint_question_still_gets_answer(demo_bot: Bot) -> None:
     assert negative_score("你们给我滚") >= 2.0
 
 
-@pytest.mark.parametrize("text", ["额", "嗯嗯 好的", "哦哦，知道了", "OK", "收到了 拜拜"])
+@pytest.mark.parametrize(
+    "text", ["额", "嗯嗯 好的", "哦哦，知道了", "OK", "收到了 拜拜", "早上好", "哦，原来如此"]
+)
 def test_acknowledgements_get_the_prompt_not_an_entry(demo_bot: Bot, text: str) -> None:
     reply = demo_bot.respond(text, FRESH, "C3")
     assert reply.action == "suggest" and reply.suggestions == () and reply.entry_id is None
@@ -240,6 +248,8 @@ def test_personal_account_requests_hand_over(demo_bot: Bot) -> None:
         "帮忙处理一下转账失败的事",
         "你们后台查一下 佣金费率是不是没改过来",
         "对账单上多了一笔利息扣款是怎么回事",
+        "上礼拜提交的转户申请办好了没",
+        "把我多扣的钱退回来",
     ],
 )
 def test_follow_ups_and_own_money_go_to_a_person(demo_bot: Bot, text: str) -> None:
@@ -470,6 +480,8 @@ def test_own_account_state_goes_to_a_person_how_to_stays_answered(
         "深证成指现在多少点",
         "今天茅台收盘价多少",  # a live price
         "人民币兑日元现在多少",  # an exchange rate named by its currencies
+        "平安银行现在多少钱一股",
+        "明天的高铁票还有吗",
     ],
 )
 def test_out_of_scope_topic_hands_over_instead_of_did_you_mean(demo_bot: Bot, text: str) -> None:
