@@ -120,8 +120,9 @@ def test_features_with_the_same_postings_share_one_list(demo_bot: Bot) -> None:
         by_docs.setdefault(docs.tobytes(), set()).add(number)
     assert all(len(numbers) == 1 for numbers in by_docs.values())
     assert len(by_docs) < 0.8 * len(features)  # bigram and pinyin bigram mostly coincide
-    same = [info for info in features.values() if info[4] == features["b:开户"][4]]
-    assert features["p:kai_hu"] in same and all(info[0] is same[0][0] for info in same)
+    # (b:开户 and p:kai_hu no longer coincide: a KB wording spells 开户 as the homophone 开护.)
+    same = [info for info in features.values() if info[4] == features["b:转账"][4]]
+    assert features["p:zhuan_zhang"] in same and all(info[0] is same[0][0] for info in same)
 
 
 _RANK_KB_FRAGMENTS = """
