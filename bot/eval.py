@@ -67,8 +67,8 @@ def parse_queries(text: str) -> list[LabeledQuery]:
 
 
 # The shipped query set, in this order: the first 408 queries written with the demo KB, then
-# 217 written later from the KB's topics (`demo_queries_fresh.jsonl`), then nine files written
-# blind to the bot by other writers (`…_fresh2` to `…_fresh10`, 1,822; docs/bot.md). Positions run
+# 217 written later from the KB's topics (`demo_queries_fresh.jsonl`), then ten files written
+# blind to the bot by other writers (`…_fresh2` to `…_fresh11`, 2,021; docs/bot.md). Positions run
 # on across the files; 408 is a multiple of TUNE_EVERY, so the first file keeps the split it has
 # on its own (the later files' splits shift with the lengths before them).
 DEMO_QUERY_FILES: tuple[str, ...] = (
@@ -83,6 +83,7 @@ DEMO_QUERY_FILES: tuple[str, ...] = (
     "data/demo_queries_fresh8.jsonl",
     "data/demo_queries_fresh9.jsonl",
     "data/demo_queries_fresh10.jsonl",
+    "data/demo_queries_fresh11.jsonl",
 )
 
 

@@ -23,11 +23,14 @@ from bot.eval import (
 # regional wording) and a KB enrichment written blind to all query files (docs/bot.md): on all
 # 1,665 top-1 was 0.8997 (0.894 held out); wrong answers 0.007 (0.010 held out). The fourteenth
 # session's rule fixes and three more blind files (190 + 198 + 196): on all 2,249 top-1 0.897
-# (0.892 held out; the 90% target missed by seven queries), wrong answers 0.006 (0.007).
+# (0.892 held out; the 90% target missed by seven queries), wrong answers 0.006 (0.007). The
+# fifteenth session's rule fixes, a second blind KB enrichment and two more blind files (198 +
+# 199): on all 2,646 top-1 0.9017 (0.896 held out), wrong answers 0.006 (0.007): the target is
+# the floor now.
 FIRST_FILE_TOP1_FLOOR = 0.94
 FIRST_FILE_HELDOUT_TOP1_FLOOR = 0.92
-TOP1_FLOOR = 0.89
-HELDOUT_TOP1_FLOOR = 0.885
+TOP1_FLOOR = 0.90
+HELDOUT_TOP1_FLOOR = 0.89
 WRONG_ANSWER_CEILING = 0.03
 HELDOUT_WRONG_ANSWER_CEILING = 0.03
 
