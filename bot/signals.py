@@ -292,14 +292,14 @@ ACKNOWLEDGEMENTS: frozenset[str] = frozenset(
         "哈哈",
         "哈哈哈",
         "呵呵",
-    "原来是这样",
-    "原来如此",
-    # Greetings of the time of day ("早呀☀️").
-    "早",
-    "早安",
-    "早上好",
-    "下午好",
-    "晚上好",
+        "原来是这样",
+        "原来如此",
+        # Greetings of the time of day ("早呀☀️").
+        "早",
+        "早安",
+        "早上好",
+        "下午好",
+        "晚上好",
     }
 )
 
@@ -565,7 +565,8 @@ def _compact(text: str) -> str:
 # reach the firm ("怎么联系客服", "怎么打电话给你们") is a question the KB answers.
 _REACH_A_PERSON = re.compile(
     r"(?<!怎么)(?<!如何)(找|联系|叫|喊|让|请|要|转|接通?|安排)(一下|一个|个)?(我的|你们的?)?"
-    r"(?:(?:值班|大堂|营业部|柜台|部门|分管)的?)?(客户经理|投资顾问|投顾|经理|领导|负责人|主管|专员|工作人员|专人|客服(?!电话|热线|号码|几点|时间))"
+    r"(?:(?:值班|大堂|营业部|柜台|部门|分管)的?)?"
+    r"(客户经理|投资顾问|投顾|经理|领导|负责人|主管|专员|工作人员|专人|客服(?!电话|热线|号码|几点|时间))"
     r"|(?<!怎么)(?<!如何)(?<!有人)(?<!会)(?:联系|致电|回电话?给?|打电话给|打给)我"
     r"|(?:打|拨)我(?:的)?(?:电话|手机)"
     r"|给我(?:回|打)(?:个|一个)?电话|回个电话|给我回电"
@@ -677,9 +678,10 @@ def asks_about_own_account(simplified: str) -> bool:
     return _PERSONAL_REQUEST.search(_compact(simplified)) is not None
 
 
-# A rule asked about through a case that has not happened ("券商会不会把我的票平掉", "万一你们出了
-#事，我的钱还拿得回来吗", "什么情况下会卖掉我的股票"): the KB's rule answers it, not the account.
-_HYPOTHETICAL = re.compile(r"会不会|万一|要是|如果|假如|假设|(?:什么|哪些|哪种)情况下?")
+# A rule asked about through a case that has not happened ("券商会不会把我的票平掉", "万一你们
+# 出了事，我的钱还拿得回来吗", "什么情况下会卖掉我的股票"): the KB's rule answers it, not the
+# account. Not "什么情况" alone: "我的钱什么情况" asks what happened.
+_HYPOTHETICAL = re.compile(r"会不会|万一|要是|如果|假如|假设|(?:什么|哪些|哪种)情况下")
 
 
 def mentions_own_account(simplified: str) -> bool:

@@ -431,6 +431,7 @@ def test_own_account_question_without_confident_match_hands_over(demo_bot: Bot) 
     for text in ("跌得多了券商会不会卖掉我的股票", "万一公司倒闭了我的钱怎么办"):
         reply = unsure.respond(text, FRESH, "C3")
         assert reply.action == "suggest" and reply.handoff_reason is None, text
+    assert unsure.respond("我的钱什么情况", FRESH, "C3").handoff_reason == "personal"
 
 
 def test_own_account_question_with_confident_match_is_answered(demo_bot: Bot) -> None:

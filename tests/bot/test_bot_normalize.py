@@ -77,7 +77,7 @@ def test_regional_forms_map_to_standard_ones() -> None:
     # Shanghainese: 侬 (you), 铜钿 (money), 卖脱 (sold), 啥辰光 (when), 几日 (how many days).
     assert norm.normalize("侬好，基金卖脱了铜钿几日到账") == "基金卖掉了钱几天到账"
     assert norm.normalize("啥辰光好再登") == "什么时候好再登"
-    assert norm.normalize("两融会唔会亏脱本钱") == "两融会唔会亏掉本钱"
+    assert norm.normalize("两融会不会亏脱本钱") == "两融会亏掉本钱"
     # Cantonese: 喺 (at), 搞掂 (get done), 得唔得 (is it possible).
     assert norm.normalize("喺手机度搞掂开户得唔得") == "在手机度办好开户可以"
 
