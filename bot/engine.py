@@ -301,9 +301,9 @@ class Bot:
         if topic is not None and (top is None or not self._names_topic(top.entry, topic)):
             return self._handoff("low_confidence", turn, intent, confidence)
         # The lead bonus rewards a clear winner among good matches; it must not carry a weak
-        # one. With nothing else near ("写个请假条": one entry shares a bigram) the lead is the
-        # whole score and a 0.33 match read as 0.99. An answer needs the entry's own score to
-        # clear the "did you mean" bar too (no answer on the shipped queries scores under 0.38).
+        # one. With nothing else near (one entry shares a word with the message, no other entry
+        # anything) the lead is the whole score and a 0.30 match reads as 0.88. An answer needs
+        # the entry's own score to clear the "did you mean" bar too (tests/bot/test_bot_engine.py).
         strong = confidence >= cfg.answer_threshold
         if top is not None and strong and top.score >= cfg.suggest_threshold:
             return self.answer_entry(top.entry, turn, customer_risk, confidence)
